@@ -1,0 +1,119 @@
+//! Per-partition buffering: many small inputs (OTLP requests, generated traces) become few,
+//! large, sorted files.
+
+use std::collections::BTreeMap;
+
+use arrow::array::RecordBatch;
+
+use crate::error::Result;
+use crate::layout::PartitionKey;
+use crate::partition::split_by_partition;
+use crate::writer::SpanFileWriter;
+
+/// Totals of what a buffer wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Files written.
+    pub files: usize,
+    /// Spans written.
+    pub rows: usize,
+    /// Bytes written.
+    pub bytes: usize,
+}
+
+#[derive(Default)]
+struct Pending {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+}
+
+/// Buffers spans by partition and writes a file when a partition reaches `max_rows_per_file`,
+/// when the whole buffer exceeds `max_buffered_rows`, or on [`PartitionedBuffer::finish`].
+pub struct PartitionedBuffer {
+    writer: SpanFileWriter,
+    pending: BTreeMap<PartitionKey, Pending>,
+    buffered_rows: usize,
+    max_rows_per_file: usize,
+    max_buffered_rows: usize,
+    stats: WriteStats,
+}
+
+impl PartitionedBuffer {
+    /// Default rows per file (about 30–60 MB of Parquet for typical spans).
+    pub const DEFAULT_MAX_ROWS_PER_FILE: usize = 1_000_000;
+    /// Default bound on buffered rows across all partitions (bounds memory to ~1–2 GB).
+    pub const DEFAULT_MAX_BUFFERED_ROWS: usize = 2_000_000;
+
+    /// A buffer writing through `writer` with default limits.
+    pub fn new(writer: SpanFileWriter) -> Self {
+        Self::with_limits(writer, Self::DEFAULT_MAX_ROWS_PER_FILE, Self::DEFAULT_MAX_BUFFERED_ROWS)
+    }
+
+    /// A buffer with explicit limits.
+    pub fn with_limits(writer: SpanFileWriter, max_rows_per_file: usize, max_buffered_rows: usize) -> Self {
+        Self {
+            writer,
+            pending: BTreeMap::new(),
+            buffered_rows: 0,
+            max_rows_per_file: max_rows_per_file.max(1),
+            max_buffered_rows: max_buffered_rows.max(1),
+            stats: WriteStats::default(),
+        }
+    }
+
+    /// Adds spans; may write files.
+    pub async fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        let mut full = Vec::new();
+        for (key, part) in split_by_partition(batch)? {
+            let pending = self.pending.entry(key.clone()).or_default();
+            pending.rows += part.num_rows();
+            self.buffered_rows += part.num_rows();
+            pending.batches.push(part);
+            if pending.rows >= self.max_rows_per_file {
+                full.push(key);
+            }
+        }
+        for key in full {
+            self.flush_partition(&key).await?;
+        }
+        if self.buffered_rows > self.max_buffered_rows {
+            self.flush_all().await?;
+        }
+        Ok(())
+    }
+
+    /// Spans buffered and not yet written.
+    pub fn buffered_rows(&self) -> usize {
+        self.buffered_rows
+    }
+
+    /// What has been written so far.
+    pub fn stats(&self) -> WriteStats {
+        self.stats
+    }
+
+    async fn flush_partition(&mut self, key: &PartitionKey) -> Result<()> {
+        let Some(pending) = self.pending.remove(key) else { return Ok(()) };
+        self.buffered_rows -= pending.rows;
+        let written = self.writer.write_partition(key, &pending.batches).await?;
+        self.stats.files += 1;
+        self.stats.rows += written.rows;
+        self.stats.bytes += written.bytes;
+        Ok(())
+    }
+
+    /// Writes every buffered partition.
+    pub async fn flush_all(&mut self) -> Result<()> {
+        let keys: Vec<_> = self.pending.keys().cloned().collect();
+        for key in keys {
+            self.flush_partition(&key).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything still buffered and returns the totals.
+    pub async fn finish(mut self) -> Result<WriteStats> {
+        self.flush_all().await?;
+        Ok(self.stats)
+    }
+}

@@ -1,0 +1,26 @@
+//! Storage of spans: where data lives and how it is laid out and written.
+//!
+//! - [`location`]: a data location (`--data`): a local directory or `s3://bucket/prefix`,
+//!   both behind `object_store`.
+//! - [`layout`]: the Hive-style partition layout `spans/date=…/hour=…/service=…/<ulid>.parquet`.
+//! - [`partition`]: splitting a batch of spans into per-partition batches.
+//! - [`writer`]: sorted, zstd-compressed Parquet files with page index and a `trace_id` bloom
+//!   filter, written atomically.
+//! - [`buffer`]: per-partition buffering so that many small inputs become few files.
+//! - [`table`]: the `spans` DataFusion table provider (partition pruning from `service_name` and
+//!   `start_time` predicates).
+
+pub mod buffer;
+pub mod error;
+pub mod layout;
+pub mod location;
+pub mod partition;
+pub mod table;
+pub mod writer;
+
+pub use buffer::{PartitionedBuffer, WriteStats};
+pub use error::{Error, Result};
+pub use layout::PartitionKey;
+pub use location::DataLocation;
+pub use table::SpansTable;
+pub use writer::SpanFileWriter;

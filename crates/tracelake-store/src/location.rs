@@ -1,0 +1,127 @@
+//! A data location: where a tracelake store lives (`--data`).
+//!
+//! A plain path is a local directory (created if missing); `s3://bucket/prefix` is S3 or any
+//! S3-compatible server, configured from the usual `AWS_*` environment variables
+//! (`AWS_ENDPOINT_URL`/`AWS_ENDPOINT`, `AWS_ALLOW_HTTP=true`, credentials, region). Both give an
+//! `object_store` plus the URL DataFusion uses to list the same objects.
+
+use std::fmt;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::layout::SPANS_DIR;
+
+/// An opened data location.
+#[derive(Clone)]
+pub struct DataLocation {
+    store: Arc<dyn ObjectStore>,
+    /// Store root URL (`file:///` or `s3://bucket/`), for registering the store with DataFusion.
+    store_url: Url,
+    /// Object path of the location's root inside the store.
+    prefix: Path,
+    /// What the user typed, for messages.
+    display: String,
+}
+
+impl fmt::Debug for DataLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataLocation").field("location", &self.display).finish()
+    }
+}
+
+impl DataLocation {
+    /// Opens `location`: a local path (created if missing) or an `s3://` URL.
+    pub fn open(location: &str) -> Result<Self> {
+        let invalid = |reason: String| Error::InvalidLocation { location: location.to_owned(), reason };
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let url = Url::parse(location).map_err(|e| invalid(e.to_string()))?;
+            let bucket = url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| invalid("missing bucket".into()))?;
+            let store = AmazonS3Builder::from_env()
+                .with_url(location)
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| invalid(format!("S3 configuration: {e}")))?;
+            let prefix_str = rest.split_once('/').map(|(_, p)| p).unwrap_or("");
+            let prefix = Path::parse(prefix_str).map_err(|e| invalid(e.to_string()))?;
+            let store_url = Url::parse(&format!("s3://{bucket}/")).map_err(|e| invalid(e.to_string()))?;
+            return Ok(Self { store: Arc::new(store), store_url, prefix, display: location.to_owned() });
+        }
+        if location.contains("://") {
+            return Err(invalid("only local paths and s3:// URLs are supported".into()));
+        }
+        std::fs::create_dir_all(location).map_err(|e| invalid(format!("cannot create directory: {e}")))?;
+        let prefix = Path::from_filesystem_path(location).map_err(|e| invalid(e.to_string()))?;
+        let store_url = Url::parse("file:///").map_err(|e| invalid(e.to_string()))?;
+        Ok(Self { store: Arc::new(LocalFileSystem::new()), store_url, prefix, display: location.to_owned() })
+    }
+
+    /// The object store holding this location.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// The store's root URL (`file:///` or `s3://bucket/`).
+    pub fn store_url(&self) -> &Url {
+        &self.store_url
+    }
+
+    /// Root of this location inside the store.
+    pub fn prefix(&self) -> &Path {
+        &self.prefix
+    }
+
+    /// URL of the `spans` table directory, ending in `/` (what DataFusion lists).
+    pub fn spans_url(&self) -> String {
+        let mut url = self.store_url.to_string();
+        for part in self.prefix.parts() {
+            url.push_str(part.as_ref());
+            url.push('/');
+        }
+        url.push_str(SPANS_DIR);
+        url.push('/');
+        url
+    }
+
+    /// Object path of the `spans` table directory.
+    pub fn spans_path(&self) -> Path {
+        self.prefix.child(SPANS_DIR)
+    }
+
+    /// Whether this is a local directory.
+    pub fn is_local(&self) -> bool {
+        self.store_url.scheme() == "file"
+    }
+}
+
+impl fmt::Display for DataLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_location_urls() {
+        let dir = std::env::temp_dir().join(format!("tl-loc-{}", std::process::id()));
+        let loc = DataLocation::open(dir.to_str().unwrap()).unwrap();
+        assert!(loc.is_local());
+        let canonical = std::fs::canonicalize(&dir).unwrap();
+        assert_eq!(loc.spans_url(), format!("file://{}/spans/", canonical.display()));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn rejects_unknown_schemes() {
+        let err = DataLocation::open("ftp://x/y").unwrap_err().to_string();
+        assert!(err.contains("only local paths and s3:// URLs"), "{err}");
+    }
+}

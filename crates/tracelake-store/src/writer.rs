@@ -1,0 +1,134 @@
+//! Writing one partition's spans as an immutable Parquet file.
+//!
+//! Layout choices (see PERFORMANCE-NOTES in the shared docs and `docs/storage.md`):
+//! - rows sorted by (`span_name`, `start_time`) inside each service/hour file, so operation and
+//!   time predicates prune pages;
+//! - zstd compression; dictionary encoding for low-cardinality strings, none for ids/times;
+//! - page-level statistics (the page index) and a bloom filter on `trace_id`;
+//! - the file is encoded in memory and stored with one `put`, which is atomic on every
+//!   `object_store` backend (local: temp file + rename), so readers never see a partial file.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::metadata::KeyValue;
+use tracelake_schema::schema::{LAYOUT_VERSION, LAYOUT_VERSION_KEY, col, spans_schema};
+
+use crate::error::{Error, Result};
+use crate::layout::PartitionKey;
+use crate::location::DataLocation;
+
+/// Rows per row group: small enough that the trace_id bloom filter and statistics prune well.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Columns whose values are (nearly) unique per row: dictionary encoding only costs there.
+const HIGH_CARDINALITY: &[&str] =
+    &[col::TRACE_ID, col::SPAN_ID, col::PARENT_SPAN_ID, col::START_TIME, col::END_TIME, col::DURATION_NS];
+
+/// A file that was written.
+#[derive(Debug, Clone)]
+pub struct WrittenFile {
+    /// Object path of the file.
+    pub path: object_store::path::Path,
+    /// Spans in the file.
+    pub rows: usize,
+    /// Size of the file in bytes.
+    pub bytes: usize,
+}
+
+/// Writes span files into a data location.
+#[derive(Debug, Clone)]
+pub struct SpanFileWriter {
+    location: DataLocation,
+    zstd_level: i32,
+}
+
+impl SpanFileWriter {
+    /// A writer into `location` with the default settings.
+    pub fn new(location: DataLocation) -> Self {
+        Self { location, zstd_level: 3 }
+    }
+
+    /// The location written to.
+    pub fn location(&self) -> &DataLocation {
+        &self.location
+    }
+
+    /// Sorts, encodes and stores `batches` (all of partition `key`) as one new file.
+    pub async fn write_partition(&self, key: &PartitionKey, batches: &[RecordBatch]) -> Result<WrittenFile> {
+        let partition = key.relative_dir();
+        let encoded = encode_file(batches, self.zstd_level)
+            .map_err(|source| Error::Parquet { partition: partition.clone(), source })?;
+        let path = key.file_path(self.location.prefix(), &ulid::Ulid::new().to_string());
+        let bytes = encoded.bytes.len();
+        self.location
+            .store()
+            .put(&path, encoded.bytes.into())
+            .await
+            .map_err(|source| Error::ObjectStore { path: path.to_string(), source })?;
+        tracing::debug!(%path, rows = encoded.rows, bytes, "wrote span file");
+        Ok(WrittenFile { path, rows: encoded.rows, bytes })
+    }
+}
+
+struct EncodedFile {
+    bytes: Bytes,
+    rows: usize,
+}
+
+fn encode_file(batches: &[RecordBatch], zstd_level: i32) -> parquet::errors::Result<EncodedFile> {
+    let schema = spans_schema();
+    let batch = concat_batches(&schema, batches)?;
+    let batch = sort_for_pruning(&batch)?;
+    let distinct_traces = batch
+        .column_by_name(col::TRACE_ID)
+        .map(|c| c.as_string::<i32>().iter().flatten().collect::<HashSet<_>>().len())
+        .unwrap_or(batch.num_rows());
+    let props = writer_properties(zstd_level, distinct_traces.max(1) as u64)?;
+    let mut buffer = Vec::with_capacity(batch.get_array_memory_size() / 4);
+    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(props))?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(EncodedFile { bytes: Bytes::from(buffer), rows: batch.num_rows() })
+}
+
+/// Orders rows by (`span_name`, `start_time`).
+fn sort_for_pruning(batch: &RecordBatch) -> arrow::error::Result<RecordBatch> {
+    let column = |name: &str| {
+        batch.column_by_name(name).cloned().ok_or_else(|| {
+            arrow::error::ArrowError::SchemaError(format!("missing column {name}"))
+        })
+    };
+    let sort = [
+        SortColumn { values: column(col::SPAN_NAME)?, options: None },
+        SortColumn { values: column(col::START_TIME)?, options: None },
+    ];
+    let indices = lexsort_to_indices(&sort, None)?;
+    take_record_batch(batch, &indices)
+}
+
+fn writer_properties(zstd_level: i32, distinct_traces: u64) -> parquet::errors::Result<WriterProperties> {
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_dictionary_enabled(true)
+        .set_column_bloom_filter_enabled(col::TRACE_ID.into(), true)
+        .set_column_bloom_filter_fpp(col::TRACE_ID.into(), 0.01)
+        .set_column_bloom_filter_ndv(col::TRACE_ID.into(), distinct_traces)
+        .set_key_value_metadata(Some(vec![KeyValue::new(LAYOUT_VERSION_KEY.to_owned(), LAYOUT_VERSION.to_owned())]))
+        .set_created_by(format!("tracelake {}", env!("CARGO_PKG_VERSION")));
+    for name in HIGH_CARDINALITY {
+        builder = builder.set_column_dictionary_enabled((*name).into(), false);
+    }
+    Ok(builder.build())
+}
+
+/// Shared, cheaply clonable writer.
+pub type SharedWriter = Arc<SpanFileWriter>;
