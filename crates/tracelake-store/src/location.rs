@@ -56,6 +56,26 @@ impl DataLocation {
             return Err(invalid("only local paths and s3:// URLs are supported".into()));
         }
         std::fs::create_dir_all(location).map_err(|e| invalid(format!("cannot create directory: {e}")))?;
+        Self::open_local(location)
+    }
+
+    /// Opens an existing location for reading: like [`DataLocation::open`], but a local
+    /// directory that does not exist is an error instead of being created.
+    pub fn open_existing(location: &str) -> Result<Self> {
+        if location.starts_with("s3://") || location.contains("://") {
+            return Self::open(location);
+        }
+        if !std::path::Path::new(location).is_dir() {
+            return Err(Error::InvalidLocation {
+                location: location.to_owned(),
+                reason: "no such directory (create one with `tracelake ingest` or `tracelake gen --data`)".into(),
+            });
+        }
+        Self::open_local(location)
+    }
+
+    fn open_local(location: &str) -> Result<Self> {
+        let invalid = |reason: String| Error::InvalidLocation { location: location.to_owned(), reason };
         let prefix = Path::from_filesystem_path(location).map_err(|e| invalid(e.to_string()))?;
         let store_url = Url::parse("file:///").map_err(|e| invalid(e.to_string()))?;
         Ok(Self { store: Arc::new(LocalFileSystem::new()), store_url, prefix, display: location.to_owned() })
@@ -90,7 +110,7 @@ impl DataLocation {
 
     /// Object path of the `spans` table directory.
     pub fn spans_path(&self) -> Path {
-        self.prefix.child(SPANS_DIR)
+        self.prefix.clone().join(SPANS_DIR)
     }
 
     /// Whether this is a local directory.

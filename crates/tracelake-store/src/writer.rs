@@ -14,6 +14,7 @@ use std::sync::Arc;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
 use bytes::Bytes;
+use object_store::ObjectStoreExt;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -121,7 +122,7 @@ fn writer_properties(zstd_level: i32, distinct_traces: u64) -> parquet::errors::
         .set_dictionary_enabled(true)
         .set_column_bloom_filter_enabled(col::TRACE_ID.into(), true)
         .set_column_bloom_filter_fpp(col::TRACE_ID.into(), 0.01)
-        .set_column_bloom_filter_ndv(col::TRACE_ID.into(), distinct_traces)
+        .set_column_bloom_filter_max_ndv(col::TRACE_ID.into(), distinct_traces)
         .set_key_value_metadata(Some(vec![KeyValue::new(LAYOUT_VERSION_KEY.to_owned(), LAYOUT_VERSION.to_owned())]))
         .set_created_by(format!("tracelake {}", env!("CARGO_PKG_VERSION")));
     for name in HIGH_CARDINALITY {
@@ -132,3 +133,59 @@ fn writer_properties(zstd_level: i32, distinct_traces: u64) -> parquet::errors::
 
 /// Shared, cheaply clonable writer.
 pub type SharedWriter = Arc<SpanFileWriter>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::AsArray;
+    use object_store::ObjectStoreExt;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::properties::ReaderProperties;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::serialized_reader::ReadOptionsBuilder;
+    use tracelake_schema::{AcceptMode, PayloadFormat, convert_request, decode_payload};
+
+    const REQUEST: &str = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]},
+    "scopeSpans":[{"spans":[
+     {"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"0000000000000003","name":"b","startTimeUnixNano":"1705312800300000000","endTimeUnixNano":"1705312800400000000"},
+     {"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"0000000000000001","name":"a","startTimeUnixNano":"1705312800200000000","endTimeUnixNano":"1705312800400000000"},
+     {"traceId":"1af7651916cd43dd8448eb211c80319c","spanId":"0000000000000002","name":"a","startTimeUnixNano":"1705312800100000000","endTimeUnixNano":"1705312800400000000"}
+    ]}]}]}"#;
+
+    #[tokio::test]
+    async fn file_is_sorted_compressed_bloomed_and_versioned() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
+        let request = &decode_payload(REQUEST.as_bytes(), PayloadFormat::Json).unwrap()[0];
+        let batch = convert_request(request, AcceptMode::AllOrNothing).unwrap().batch;
+        let key = PartitionKey::for_span(1_705_312_800_000_000_000, "svc");
+        let written = SpanFileWriter::new(location.clone()).write_partition(&key, &[batch]).await.unwrap();
+        assert_eq!(written.rows, 3);
+        assert!(written.path.as_ref().contains("spans/date=2024-01-15/hour=10/service=svc/"));
+
+        let bytes = location.store().get(&written.path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(bytes.len(), written.bytes);
+        let options = ReadOptionsBuilder::new()
+            .with_page_index()
+            .with_reader_properties(ReaderProperties::builder().set_read_bloom_filter(true).build())
+            .build();
+        let reader = SerializedFileReader::new_with_options(bytes.clone(), options).unwrap();
+        let meta = reader.metadata();
+        let kv = meta.file_metadata().key_value_metadata().unwrap();
+        assert!(kv.iter().any(|k| k.key == LAYOUT_VERSION_KEY && k.value.as_deref() == Some(LAYOUT_VERSION)));
+        let row_group = meta.row_group(0);
+        let trace_col = row_group.columns().iter().position(|c| c.column_path().string() == "trace_id").unwrap();
+        assert!(row_group.column(trace_col).bloom_filter_offset().is_some(), "bloom filter on trace_id");
+        assert!(matches!(row_group.column(trace_col).compression(), Compression::ZSTD(_)));
+        assert!(meta.column_index().is_some() && meta.offset_index().is_some(), "page index");
+        let bloom = reader.get_row_group(0).unwrap().get_column_bloom_filter(trace_col).cloned();
+        let bloom = bloom.expect("bloom filter readable");
+        assert!(bloom.check(&"0af7651916cd43dd8448eb211c80319c"));
+
+        // Sorted by (span_name, start_time).
+        let batches: Vec<_> = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap().collect();
+        let batch = batches[0].as_ref().unwrap();
+        let ids: Vec<_> = batch.column_by_name("span_id").unwrap().as_string::<i32>().iter().flatten().collect();
+        assert_eq!(ids, ["0000000000000002", "0000000000000001", "0000000000000003"]);
+    }
+}

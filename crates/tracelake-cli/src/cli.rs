@@ -1,0 +1,198 @@
+//! Command-line definition (clap). Flag names follow SPEC.md; every flag has a default and help.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// tracelake: SQL over your OpenTelemetry traces.
+#[derive(Debug, Parser)]
+#[command(name = "tracelake", version, about, long_about = None)]
+pub struct Cli {
+    /// The verb to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a SQL query on a data location, with no server.
+    Sql(SqlArgs),
+    /// Load OTLP trace files (protobuf, JSON, or JSON lines; optionally gzipped).
+    Ingest(IngestArgs),
+    /// Generate a realistic synthetic workload (seeded, deterministic).
+    Gen(GenArgs),
+    /// Generate a workload, ingest it, and print an SLO report: the 1-minute tour.
+    Demo(DemoArgs),
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Data location: a local directory or s3://bucket/prefix.
+    #[arg(long, env = "TRACELAKE_DATA", default_value = "./tracelake-data")]
+    pub data: String,
+}
+
+/// Output formats of `tracelake sql`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned text table.
+    Table,
+    /// CSV with a header row; RFC 3339 UTC timestamps; NULL as an empty field.
+    Csv,
+    /// A JSON array of row objects.
+    Json,
+    /// Newline-delimited JSON, one row object per line.
+    Ndjson,
+    /// A Parquet file, written to stdout.
+    Parquet,
+    /// An Arrow IPC stream, written to stdout.
+    Arrow,
+}
+
+/// `tracelake sql`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// Query parallelism (default: number of CPUs).
+    #[arg(long, env = "TRACELAKE_TARGET_PARTITIONS")]
+    pub target_partitions: Option<usize>,
+    /// Memory limit for the query, e.g. 2GiB (default: unlimited).
+    #[arg(long, env = "TRACELAKE_MEMORY_LIMIT", value_parser = parse_bytes)]
+    pub memory_limit: Option<usize>,
+    /// The SQL query; `-` reads it from stdin.
+    pub query: String,
+}
+
+/// `tracelake ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Keep the valid spans of a request that has invalid ones (OTLP partial success) and report
+    /// the invalid ones, instead of refusing the whole file.
+    #[arg(long)]
+    pub partial: bool,
+    /// Files to load: `.json`, `.jsonl`/`.ndjson`, `.pb`/`.bin`; `.gz` is decompressed.
+    /// Other names are sniffed (JSON starts with `{`).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// `tracelake gen`.
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Number of spans to generate (exact).
+    #[arg(long, default_value_t = 100_000)]
+    pub spans: u64,
+    /// Random seed: the same seed and flags give the same workload.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write straight into this data location (a directory or s3://…).
+    #[arg(long, conflicts_with = "otlp_out")]
+    pub data: Option<String>,
+    /// Write OTLP files into this directory instead (one request per file).
+    #[arg(long)]
+    pub otlp_out: Option<PathBuf>,
+    /// Encoding of files written with --otlp-out.
+    #[arg(long, value_enum, default_value_t = OtlpFileFormat::Protobuf)]
+    pub otlp_format: OtlpFileFormat,
+    /// Number of services.
+    #[arg(long, default_value_t = 12)]
+    pub services: usize,
+    /// Number of distinct (service, operation) pairs.
+    #[arg(long, default_value_t = 60)]
+    pub operations: usize,
+    /// Maximum call depth.
+    #[arg(long, default_value_t = 6)]
+    pub max_depth: usize,
+    /// Maximum downstream calls per operation.
+    #[arg(long, default_value_t = 4)]
+    pub max_fanout: usize,
+    /// Base probability that a span is an error.
+    #[arg(long, default_value_t = 0.01)]
+    pub error_rate: f64,
+    /// Start of the time window (RFC 3339).
+    #[arg(long, default_value = "2026-11-01T00:00:00Z")]
+    pub start: String,
+    /// Length of the time window in hours.
+    #[arg(long, default_value_t = 24)]
+    pub hours: u32,
+    /// Fraction of traces made partial (a span dropped, leaving orphans).
+    #[arg(long, default_value_t = 0.002)]
+    pub orphan_rate: f64,
+    /// service.version values; each trace picks one per service.
+    #[arg(long, value_delimiter = ',', default_value = "v1,v2")]
+    pub versions: Vec<String>,
+    /// Planted latency regression, `SERVICE[/OPERATION]@VERSION*FACTOR`, e.g. `checkout@v2*1.3`.
+    /// Repeatable.
+    #[arg(long = "regression")]
+    pub regressions: Vec<String>,
+}
+
+/// File encodings for `gen --otlp-out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OtlpFileFormat {
+    /// Binary protobuf `ExportTraceServiceRequest` (`.pb`).
+    Protobuf,
+    /// OTLP JSON (`.json`).
+    Json,
+}
+
+/// `tracelake demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to put the demo data (replaced if it holds an earlier demo).
+    #[arg(long, default_value = "./tracelake-demo")]
+    pub data: String,
+    /// Spans to generate.
+    #[arg(long, default_value_t = 200_000)]
+    pub spans: u64,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Parses sizes like `512MiB`, `2GB`, `1048576`.
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("'{text}' is not a size like 512MiB or 2GB"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit '{other}' in '{text}' (use B, KB, KiB, MB, MiB, GB, GiB)")),
+    };
+    Ok((number * factor) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("512MiB").unwrap(), 512 * 1024 * 1024);
+        assert_eq!(parse_bytes("2GB").unwrap(), 2_000_000_000);
+        assert_eq!(parse_bytes("1024").unwrap(), 1024);
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("3 parsecs").unwrap_err().contains("unknown size unit"));
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,40 @@
+//! `tracelake sql`: one query on a data location, no server.
+
+use std::io::Read;
+
+use tracelake_query::{QueryPolicy, SessionBuilder, SessionOptions};
+use tracelake_store::DataLocation;
+
+use crate::cli::{OutputFormat, SqlArgs};
+use crate::error::{CliError, Result};
+use crate::output::write_results;
+
+/// Runs `tracelake sql`.
+pub async fn run(args: SqlArgs) -> Result<()> {
+    let query = if args.query == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(|e| CliError::Usage(format!("reading query from stdin: {e}")))?;
+        text
+    } else {
+        args.query
+    };
+    let location = DataLocation::open_existing(&args.data.data)?;
+    let options = SessionOptions { target_partitions: args.target_partitions, memory_limit: args.memory_limit };
+    let stdout = std::io::stdout();
+    query_to(&location, options, &query, args.format, stdout).await?;
+    Ok(())
+}
+
+/// Runs `query` on `location` and writes the result to `out`; returns the row count.
+pub async fn query_to<W: std::io::Write + Send>(
+    location: &DataLocation,
+    options: SessionOptions,
+    query: &str,
+    format: OutputFormat,
+    out: W,
+) -> Result<usize> {
+    let ctx = SessionBuilder::new(location.clone()).with_options(options).build().await?;
+    let df = QueryPolicy::ReadOnlyWithSettings.plan(&ctx, query).await?;
+    let stream = df.execute_stream().await?;
+    write_results(stream, format, out).await
+}

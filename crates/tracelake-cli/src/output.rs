@@ -1,0 +1,162 @@
+//! Writing query results in the formats of `tracelake sql --format`.
+//!
+//! `csv` follows SPEC.md: a header row then the rows; timestamps RFC 3339 UTC with up to nine
+//! fractional digits; booleans `true`/`false`; NULL as an empty field. Nested values (maps,
+//! lists, structs) become JSON text in CSV.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::{csv, ipc, json, util::pretty};
+use datafusion::parquet::arrow::ArrowWriter;
+use futures::StreamExt;
+use datafusion::physical_plan::SendableRecordBatchStream;
+
+use crate::cli::OutputFormat;
+use crate::error::{CliError, Result};
+
+/// Streams `stream` to `out` in `format`. Returns the number of rows written.
+pub async fn write_results<W: Write + Send>(
+    mut stream: SendableRecordBatchStream,
+    format: OutputFormat,
+    out: W,
+) -> Result<usize> {
+    let schema = stream.schema();
+    let mut rows = 0;
+    match format {
+        OutputFormat::Table => {
+            let mut batches = Vec::new();
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows();
+                batches.push(batch);
+            }
+            let mut out = out;
+            writeln!(out, "{}", pretty::pretty_format_batches_with_schema(schema, &batches)?)?;
+            writeln!(out, "{rows} row(s)")?;
+        }
+        OutputFormat::Csv => {
+            let csv_schema = csv_schema(&schema);
+            let mut writer = csv::WriterBuilder::new()
+                .with_header(true)
+                .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".to_owned())
+                .with_timestamp_format("%Y-%m-%dT%H:%M:%S%.f".to_owned())
+                .build(out);
+            let mut wrote_any = false;
+            while let Some(batch) = stream.next().await {
+                let batch = nested_as_json(&batch?, &csv_schema)?;
+                rows += batch.num_rows();
+                writer.write(&batch)?;
+                wrote_any = true;
+            }
+            if !wrote_any {
+                // Header only, so that scripts always see the columns.
+                writer.write(&RecordBatch::new_empty(csv_schema))?;
+            }
+        }
+        OutputFormat::Json | OutputFormat::Ndjson => {
+            let mut buffer: Box<dyn JsonSink<W>> = if format == OutputFormat::Json {
+                Box::new(json::ArrayWriter::new(out))
+            } else {
+                Box::new(json::LineDelimitedWriter::new(out))
+            };
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows();
+                buffer.write_batch(&batch)?;
+            }
+            buffer.finish_json()?;
+        }
+        OutputFormat::Parquet => {
+            let mut writer = ArrowWriter::try_new(out, schema, None)
+                .map_err(|e| CliError::Output(e.to_string()))?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows();
+                writer.write(&batch).map_err(|e| CliError::Output(e.to_string()))?;
+            }
+            writer.close().map_err(|e| CliError::Output(e.to_string()))?;
+        }
+        OutputFormat::Arrow => {
+            let mut writer = ipc::writer::StreamWriter::try_new(out, &schema)?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows();
+                writer.write(&batch)?;
+            }
+            writer.finish()?;
+        }
+    }
+    Ok(rows)
+}
+
+/// The two arrow JSON writers behind one object-safe interface.
+trait JsonSink<W> {
+    fn write_batch(&mut self, batch: &RecordBatch) -> Result<()>;
+    fn finish_json(&mut self) -> Result<()>;
+}
+
+impl<W: Write, F: json::writer::JsonFormat> JsonSink<W> for json::Writer<W, F> {
+    fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        Ok(self.write(batch)?)
+    }
+    fn finish_json(&mut self) -> Result<()> {
+        self.finish()?;
+        Ok(())
+    }
+}
+
+fn is_nested(t: &DataType) -> bool {
+    t.is_nested()
+}
+
+fn csv_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if is_nested(f.data_type()) {
+                Field::new(f.name(), DataType::Utf8, true)
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Replaces nested columns by their JSON rendering (CSV has no nested values).
+fn nested_as_json(batch: &RecordBatch, csv_schema: &SchemaRef) -> Result<RecordBatch> {
+    if !batch.schema().fields().iter().any(|f| is_nested(f.data_type())) {
+        return Ok(batch.clone());
+    }
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if is_nested(field.data_type()) {
+            columns.push(json_strings(field, column)?);
+        } else {
+            columns.push(Arc::clone(column));
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::clone(csv_schema), columns)?)
+}
+
+fn json_strings(field: &Field, column: &ArrayRef) -> Result<ArrayRef> {
+    let one = Arc::new(Schema::new(vec![Field::new("v", field.data_type().clone(), true)]));
+    let batch = RecordBatch::try_new(one, vec![Arc::clone(column)])?;
+    let mut writer = json::WriterBuilder::new().with_explicit_nulls(true).build::<_, json::writer::JsonArray>(Vec::new());
+    writer.write(&batch)?;
+    writer.finish()?;
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&writer.into_inner()).map_err(|e| CliError::Output(e.to_string()))?;
+    let mut out = StringBuilder::with_capacity(column.len(), column.len() * 16);
+    for (i, row) in rows.iter().enumerate() {
+        match row.get("v") {
+            Some(v) if !column.is_null(i) && !v.is_null() => out.append_value(v.to_string()),
+            _ => out.append_null(),
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}

@@ -1,0 +1,79 @@
+//! Every example report in `sql/reports/` runs on a generated workload, and the SLO report's
+//! numbers agree with a second, independent formulation.
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+use tracelake::commands::generate::generate_into_store;
+use tracelake_gen::GenConfig;
+use tracelake_query::{QueryPolicy, SessionBuilder};
+use tracelake_store::DataLocation;
+
+use super::common::repo_root;
+
+async fn run(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<RecordBatch> {
+    QueryPolicy::ReadOnly.plan(ctx, sql).await.unwrap_or_else(|e| panic!("{e}\n{sql}")).collect().await.expect("run")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_report_runs_on_a_generated_workload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let location = DataLocation::open(dir.path().to_str().expect("utf8")).expect("open");
+    let config = GenConfig { seed: 7, spans: 20_000, ..GenConfig::default() };
+    let stats = generate_into_store(config, &location, false).await.expect("gen");
+    assert_eq!(stats.rows, 20_000);
+    let ctx = SessionBuilder::new(location).build().await.expect("session");
+
+    let mut reports: Vec<_> = std::fs::read_dir(repo_root().join("sql/reports"))
+        .expect("reports")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    reports.sort();
+    assert!(reports.len() >= 4, "{reports:?}");
+    for report in &reports {
+        let sql = std::fs::read_to_string(report).expect("read");
+        let batches = run(&ctx, &sql).await;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert!(rows > 0, "{} returned no rows", report.display());
+    }
+
+    // The SLO report's request counts add up to the number of server spans.
+    let slo = std::fs::read_to_string(repo_root().join("sql/reports/slo_by_operation.sql")).expect("read");
+    let total: i64 = run(&ctx, &format!("SELECT sum(requests) FROM ({slo})")).await[0]
+        .column(0)
+        .as_primitive::<Int64Type>()
+        .value(0);
+    let server: i64 = run(&ctx, "SELECT count(*) FROM spans WHERE span_kind = 'SERVER'").await[0]
+        .column(0)
+        .as_primitive::<Int64Type>()
+        .value(0);
+    assert_eq!(total, server);
+
+    // p99 of one operation equals a hand-rolled linear interpolation over the sorted durations.
+    let batches = run(
+        &ctx,
+        "SELECT duration_ns FROM spans WHERE span_kind = 'SERVER' AND span_name = \
+         (SELECT span_name FROM spans WHERE span_kind = 'SERVER' GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1) \
+         ORDER BY duration_ns",
+    )
+    .await;
+    let durations: Vec<f64> = batches
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .map(|d| d as f64)
+        .collect();
+    assert!(durations.len() > 100);
+    let pos = 0.99 * (durations.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    let expected = durations[lo] + (durations[hi] - durations[lo]) * (pos - lo as f64);
+    let got = run(
+        &ctx,
+        "SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ns) FROM spans WHERE span_kind = 'SERVER' AND span_name = \
+         (SELECT span_name FROM spans WHERE span_kind = 'SERVER' GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1)",
+    )
+    .await[0]
+        .column(0)
+        .as_primitive::<Float64Type>()
+        .value(0);
+    assert!((got - expected).abs() <= 1e-6 * expected.abs().max(1.0), "{got} vs {expected}");
+}
