@@ -5,9 +5,9 @@ SELECT service_name,
        span_name AS operation,
        date_trunc('hour', start_time) AS hour_start,
        count(*) AS requests,
-       percentile_cont(0.50) WITHIN GROUP (ORDER BY duration_ns) AS p50_ns,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ns) AS p95_ns,
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ns) AS p99_ns,
+       percentile(duration_ns, 0.50) AS p50_ns,
+       percentile(duration_ns, 0.95) AS p95_ns,
+       percentile(duration_ns, 0.99) AS p99_ns,
        sum(CASE WHEN status_code = 'ERROR' THEN 1 ELSE 0 END) AS errors,
        sum(CASE WHEN status_code = 'ERROR' THEN 1 ELSE 0 END) * 1.0 / count(*) AS error_rate
 FROM spans

@@ -20,10 +20,13 @@ def test_count_matches_exactly(tracelake, workload):
     assert duck(workload).execute("SELECT count(*) FROM spans").fetchone()[0] == 100_000
 
 
+# tracelake's percentile() is exact and interpolates like DuckDB's quantile_cont, so the two
+# agree to the last bits of a double. (DataFusion's own percentile_cont quantizes the
+# interpolation weight to 1e-6 and can be off by tens of ns on slow tails.)
 def test_per_service_p99_and_errors_match_duckdb(tracelake, workload):
     ours = tracelake.sql_csv(
         workload,
-        "SELECT service_name, percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ns) AS p99, "
+        "SELECT service_name, percentile(duration_ns, 0.99) AS p99, "
         "sum(CASE WHEN status_code = 'ERROR' THEN 1 ELSE 0 END) AS errors, count(*) AS n "
         "FROM spans GROUP BY service_name ORDER BY service_name",
     )[1:]
@@ -37,7 +40,7 @@ def test_per_service_p99_and_errors_match_duckdb(tracelake, workload):
         assert svc == dsvc
         assert int(n) == dn
         assert int(errors) == derrors
-        assert math.isclose(float(p99), dp99, rel_tol=1e-9), (svc, p99, dp99)
+        assert math.isclose(float(p99), dp99, rel_tol=1e-12), (svc, p99, dp99)
     assert sum(int(r[2]) for r in ours) > 0, "the workload should contain errors"
 
 
@@ -48,8 +51,8 @@ def test_slo_report_matches_duckdb(tracelake, workload):
     ours = tracelake.sql_csv(workload, report)
     header, rows = ours[0], ours[1:]
     assert header == ["service_name", "operation", "requests", "p50_ms", "p95_ms", "p99_ms", "error_pct"]
-    # DuckDB understands the same SQL (percentile_cont ... WITHIN GROUP is standard).
-    theirs = duck(workload).execute(report).fetchall()
+    # The same SQL runs on DuckDB, with its name for the same function.
+    theirs = duck(workload).execute(report.replace("percentile(", "quantile_cont(")).fetchall()
     assert len(rows) == len(theirs) > 10
     for ours_row, their_row in zip(rows, theirs):
         assert ours_row[0] == their_row[0] and ours_row[1] == their_row[1]
@@ -99,4 +102,4 @@ def test_service_edges_match_duckdb(tracelake, workload):
     assert len(ours) == len(theirs) > 3
     for o, t in zip(ours, theirs):
         assert (o[0], o[1], int(o[2]), int(o[3])) == (t[0], t[1], t[2], t[3])
-        assert math.isclose(float(o[4]), t[4], rel_tol=1e-9)
+        assert math.isclose(float(o[4]), t[4], rel_tol=1e-12)

@@ -65,7 +65,8 @@ pub struct SqlArgs {
     /// Memory limit for the query, e.g. 2GiB (default: unlimited).
     #[arg(long, env = "TRACELAKE_MEMORY_LIMIT", value_parser = parse_bytes)]
     pub memory_limit: Option<usize>,
-    /// The SQL query; `-` reads it from stdin.
+    /// The SQL query; `-` reads it from stdin. May start with a `--` comment.
+    #[arg(allow_hyphen_values = true)]
     pub query: String,
 }
 

@@ -80,10 +80,7 @@ impl GenConfig {
             return Err(GenError::TooManyServices(self.services));
         }
         if self.operations < self.services {
-            return Err(GenError::TooFewOperations {
-                operations: self.operations,
-                services: self.services,
-            });
+            return Err(GenError::TooFewOperations { operations: self.operations, services: self.services });
         }
         if self.operations > u16::MAX as usize {
             return Err(GenError::TooManyOperations(self.operations));
@@ -143,11 +140,7 @@ impl GenConfig {
 }
 
 fn check_rate(name: &'static str, value: f64) -> Result<(), GenError> {
-    if (0.0..=1.0).contains(&value) {
-        Ok(())
-    } else {
-        Err(GenError::InvalidRate { name, value })
-    }
+    if (0.0..=1.0).contains(&value) { Ok(()) } else { Err(GenError::InvalidRate { name, value }) }
 }
 
 /// A planted latency regression: spans of `service` (optionally only those named `operation`)
@@ -180,10 +173,8 @@ impl FromStr for Regression {
             ))
         };
         let (target, factor) = s.rsplit_once('*').ok_or_else(|| bad("missing '*FACTOR'"))?;
-        let latency_factor: f64 = factor
-            .trim()
-            .parse()
-            .map_err(|_| bad(&format!("factor {factor:?} is not a number")))?;
+        let latency_factor: f64 =
+            factor.trim().parse().map_err(|_| bad(&format!("factor {factor:?} is not a number")))?;
         if !(latency_factor.is_finite() && latency_factor > 0.0) {
             return Err(bad("factor must be a positive finite number"));
         }
@@ -205,12 +196,7 @@ impl FromStr for Regression {
         if service.is_empty() {
             return Err(bad("empty service"));
         }
-        Ok(Regression {
-            service: service.to_string(),
-            operation,
-            version: version.to_string(),
-            latency_factor,
-        })
+        Ok(Regression { service: service.to_string(), operation, version: version.to_string(), latency_factor })
     }
 }
 
@@ -323,9 +309,18 @@ mod tests {
         let r: Regression = "checkout/POST /api/checkout@v2*1.5".parse().expect("parse");
         assert_eq!(r.operation.as_deref(), Some("POST /api/checkout"));
         assert_eq!(r.to_string(), "checkout/POST /api/checkout@v2*1.5");
-        for bad in ["checkout", "checkout@v2", "checkout*1.3", "@v2*1.3", "checkout@*1.3",
-            "checkout@v2*x", "checkout@v2*-1", "checkout@v2*0", "checkout/@v2*2", "checkout@v2*inf"]
-        {
+        for bad in [
+            "checkout",
+            "checkout@v2",
+            "checkout*1.3",
+            "@v2*1.3",
+            "checkout@*1.3",
+            "checkout@v2*x",
+            "checkout@v2*-1",
+            "checkout@v2*0",
+            "checkout/@v2*2",
+            "checkout@v2*inf",
+        ] {
             let err = bad.parse::<Regression>().expect_err(bad);
             assert!(err.to_string().contains("SERVICE[/OPERATION]@VERSION*FACTOR"), "{err}");
         }

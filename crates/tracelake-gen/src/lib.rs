@@ -26,6 +26,7 @@
 //! - [`request`]: the [`Generator`] iterator and the grouping of spans into requests.
 #![warn(missing_docs)]
 
+mod blueprint;
 mod catalog;
 pub mod config;
 pub mod request;

@@ -40,8 +40,9 @@ pub struct Generator {
     entry_cum: Vec<f64>,
     mean_spans: f64,
     expected_traces: f64,
-    slot_nanos: f64,
     window_nanos: u64,
+    /// Offset of the previous trace's start from the window start.
+    last_offset: f64,
     emitted: u64,
     trace_index: u64,
     buf: TraceBuf,
@@ -63,18 +64,29 @@ impl Generator {
         for r in &config.regressions {
             let Some(service) = topology.services.iter().position(|s| s.name == r.service) else {
                 let names: Vec<&str> = topology.services.iter().map(|s| s.name.as_str()).collect();
-                return Err(GenError::UnknownRegressionService { regression: r.to_string(), services: names.join(", ") });
+                return Err(GenError::UnknownRegressionService {
+                    regression: r.to_string(),
+                    services: names.join(", "),
+                });
             };
             if let Some(op) = &r.operation {
                 let names = topology.span_names(service);
                 if !names.contains(op) {
-                    return Err(GenError::UnknownRegressionOperation { regression: r.to_string(), names: names.join(", ") });
+                    return Err(GenError::UnknownRegressionOperation {
+                        regression: r.to_string(),
+                        names: names.join(", "),
+                    });
                 }
             }
             let version = config.versions.iter().position(|v| *v == r.version).ok_or_else(|| {
                 GenError::UnknownRegressionVersion { regression: r.to_string(), versions: config.versions.clone() }
             })?;
-            regressions.push(Resolved { service, version: version as u8, name: r.operation.clone(), factor: r.latency_factor });
+            regressions.push(Resolved {
+                service,
+                version: version as u8,
+                name: r.operation.clone(),
+                factor: r.latency_factor,
+            });
         }
 
         let mut acc = 0.0;
@@ -93,7 +105,7 @@ impl Generator {
         let max_hosts = topology.services.iter().map(|s| s.hosts.len()).max().unwrap_or(1);
         let keys = topology.services.len() * config.versions.len() * max_hosts;
         Ok(Generator {
-            slot_nanos: window_nanos as f64 / expected_traces,
+            last_offset: 0.0,
             window_nanos,
             expected_traces,
             mean_spans,
@@ -143,9 +155,15 @@ impl Generator {
 
     /// Generates the next trace and files its spans (at most `remaining`) into the buckets.
     fn next_trace(&mut self, remaining: u64) -> u64 {
+        // Spread the remaining traces evenly over the remaining window: the gap to the previous
+        // trace is the remaining time over the expected remaining trace count, times a jitter
+        // of mean 1. Re-estimating every time keeps the stream from bunching up at the end.
         let jitter: f64 = self.rng.random();
-        let offset = ((self.trace_index as f64 + jitter) * self.slot_nanos) as u64;
-        let start = self.config.start_unix_nanos + offset.min(self.window_nanos.saturating_sub(END_MARGIN_NANOS));
+        let usable = self.window_nanos.saturating_sub(END_MARGIN_NANOS) as f64;
+        let expected_left = remaining as f64 / self.mean_spans;
+        let gap = (usable - self.last_offset).max(0.0) / (expected_left + 1.0) * 2.0 * jitter;
+        self.last_offset = (self.last_offset + gap).min(usable);
+        let start = self.config.start_unix_nanos + self.last_offset as u64;
         let total = self.entry_cum.last().copied().unwrap_or(0.0);
         let u = self.rng.random::<f64>() * total;
         let e = self.entry_cum.partition_point(|&c| c <= u).min(self.entry_cum.len().saturating_sub(1));

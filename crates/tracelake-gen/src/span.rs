@@ -85,7 +85,11 @@ impl SpanFactory {
             scopes.push(
                 (0..SCOPE_COUNT)
                     .map(|k| InstrumentationScope {
-                        name: if k == ScopeKind::App as usize { format!("shop.{}", svc.name) } else { SCOPES[k].0.to_string() },
+                        name: if k == ScopeKind::App as usize {
+                            format!("shop.{}", svc.name)
+                        } else {
+                            SCOPES[k].0.to_string()
+                        },
                         version: SCOPES[k].1.to_string(),
                         ..Default::default()
                     })
@@ -217,7 +221,7 @@ fn push_extra(attrs: &mut Vec<KeyValue>, extra: u8, bits: u64) {
     }
     let v = bits >> 48;
     match extra {
-        1 => attrs.push(kv("app.cache.hit", Value::BoolValue(v % 3 != 0))),
+        1 => attrs.push(kv("app.cache.hit", Value::BoolValue(!v.is_multiple_of(3)))),
         2 => attrs.push(kv("app.order.total", Value::DoubleValue((v % 50_000) as f64 / 100.0 + 0.99))),
         3 => attrs.push(int("app.items.count", 1 + (v % 12) as i64)),
         4 => {
@@ -229,8 +233,8 @@ fn push_extra(attrs: &mut Vec<KeyValue>, extra: u8, bits: u64) {
         5 => {
             let values = vec![
                 s("tenant", format!("t-{}", v % 40)),
-                s("tier", if v % 4 == 0 { "gold" } else { "free" }),
-                kv("beta", Value::BoolValue(v % 7 == 0)),
+                s("tier", if v.is_multiple_of(4) { "gold" } else { "free" }),
+                kv("beta", Value::BoolValue(v.is_multiple_of(7))),
             ];
             attrs.push(kv("app.request.context", Value::KvlistValue(KeyValueList { values })));
         }

@@ -5,7 +5,8 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::catalog::{self, DbSystem, Lang, Protocol, TEMPLATES};
+use crate::blueprint::{blueprints, operations};
+use crate::catalog::{self, DbSystem, Lang};
 use crate::config::GenConfig;
 
 /// The services of a generated workload. Calls only go from a service to services later in
@@ -132,16 +133,12 @@ pub struct Call {
 impl Topology {
     /// Expected number of spans of one trace (before orphan dropping and the final cut).
     pub fn mean_spans_per_trace(&self) -> f64 {
-        let mut memo: Vec<Vec<Option<f64>>> =
-            self.services.iter().map(|s| vec![None; s.operations.len()]).collect();
+        let mut memo: Vec<Vec<Option<f64>>> = self.services.iter().map(|s| vec![None; s.operations.len()]).collect();
         let total_w: f64 = self.entry_points.iter().map(|e| e.weight).sum();
         if total_w <= 0.0 {
             return 1.0;
         }
-        self.entry_points
-            .iter()
-            .map(|e| e.weight * self.expected_spans(e.service, e.operation, &mut memo))
-            .sum::<f64>()
+        self.entry_points.iter().map(|e| e.weight * self.expected_spans(e.service, e.operation, &mut memo)).sum::<f64>()
             / total_w
     }
 
@@ -187,154 +184,6 @@ impl Topology {
     }
 }
 
-/// A service before its operations exist.
-struct Blueprint {
-    name: String,
-    lang: Lang,
-    protocol: Protocol,
-    endpoints: Vec<String>,
-    db: Option<(DbSystem, Vec<String>)>,
-    topic: Option<String>,
-    internals: Vec<String>,
-    downstream: Vec<usize>,
-}
-
-fn blueprints(n: usize, rng: &mut ChaCha8Rng) -> Vec<Blueprint> {
-    let mut out: Vec<Blueprint> = Vec::with_capacity(n);
-    for i in 0..n {
-        if let Some(t) = TEMPLATES.get(i) {
-            out.push(Blueprint {
-                name: t.name.to_string(),
-                lang: t.lang,
-                protocol: t.protocol,
-                endpoints: t.endpoints.iter().map(|s| s.to_string()).collect(),
-                db: t.db.map(|(sys, tables)| (sys, tables.iter().map(|s| s.to_string()).collect())),
-                topic: t.topic.map(str::to_string),
-                internals: t.internals.iter().map(|s| s.to_string()).collect(),
-                downstream: Vec::new(),
-            });
-        } else {
-            let name = format!("service-{i}");
-            let protocol = if rng.random_bool(0.5) { Protocol::Http } else { Protocol::Grpc };
-            let db = match rng.random_range(0..5u32) {
-                0 => None,
-                1 => Some(DbSystem::Postgresql),
-                2 => Some(DbSystem::Mysql),
-                3 => Some(DbSystem::Redis),
-                _ => Some(DbSystem::Mongodb),
-            };
-            let table = format!("service_{i}_records");
-            out.push(Blueprint {
-                lang: catalog::LANGS[rng.random_range(0..catalog::LANGS.len())],
-                protocol,
-                endpoints: match protocol {
-                    Protocol::Http => vec![format!("GET /api/{name}/items"), format!("POST /api/{name}/items")],
-                    Protocol::Grpc => vec!["GetItem".to_string(), "UpdateItem".to_string()],
-                },
-                db: db.map(|s| (s, vec![table])),
-                topic: None,
-                internals: vec!["process batch".to_string()],
-                downstream: Vec::new(),
-                name,
-            });
-        }
-    }
-    // Known dependencies, kept only when they point to a later service.
-    for i in 0..n {
-        let known: Vec<usize> = TEMPLATES
-            .get(i)
-            .map(|t| t.downstream)
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(|d| out.iter().position(|b| b.name == *d))
-            .filter(|&j| j > i)
-            .collect();
-        out[i].downstream = known;
-        if i >= TEMPLATES.len() && i + 1 < n {
-            let k = rng.random_range(1..=3usize).min(n - 1 - i);
-            while out[i].downstream.len() < k {
-                let j = rng.random_range(i + 1..n);
-                if !out[i].downstream.contains(&j) {
-                    out[i].downstream.push(j);
-                }
-            }
-        }
-    }
-    out
-}
-
-fn log_uniform(rng: &mut ChaCha8Rng, lo: f64, hi: f64) -> f64 {
-    (lo.ln() + rng.random::<f64>() * (hi.ln() - lo.ln())).exp()
-}
-
-/// Builds the operations of one service: `count` of them, server ones first.
-fn operations(b: &Blueprint, count: usize, first_extra: usize, error_rate: f64, rng: &mut ChaCha8Rng) -> Vec<OperationSpec> {
-    let db_n = if b.db.is_some() && count >= 2 { (count * 3 / 10).max(1) } else { 0 };
-    let int_n = if count >= 4 { (count / 8).max(1) } else { 0 };
-    let server_n = count - db_n - int_n;
-    let mut ops: Vec<OperationSpec> = Vec::with_capacity(count);
-    let push = |ops: &mut Vec<OperationSpec>, name: String, kind: OperationKind, lo: f64, hi: f64, rng: &mut ChaCha8Rng| {
-        // Keep names unique within the service.
-        let mut name = name;
-        let mut k = 2;
-        while ops.iter().any(|o| o.name == name) {
-            name = format!("{name} ({k})");
-            k += 1;
-        }
-        let median_ms = log_uniform(rng, lo, hi);
-        let sigma = rng.random_range(0.5..1.0);
-        let worse = rng.random_bool(0.12);
-        let error_rate = (error_rate * if worse { rng.random_range(3.0..5.0) } else { rng.random_range(0.2..0.9) }).min(1.0);
-        let extra = ((first_extra + ops.len()) % 8) as u8;
-        ops.push(OperationSpec { name, kind, median_ms, sigma, error_rate, calls: Vec::new(), depth: None, extra });
-    };
-    let (grpc_pkg, grpc_service) = catalog::grpc_service_name(&b.name);
-    let mut endpoint_i = 0;
-    for k in 0..server_n {
-        if k == 0 && let Some(topic) = &b.topic {
-            push(&mut ops, format!("process {topic}"), OperationKind::Consumer { topic: topic.clone() }, 5.0, 50.0, rng);
-            continue;
-        }
-        let ep = b.endpoints.get(endpoint_i).cloned();
-        endpoint_i += 1;
-        match b.protocol {
-            Protocol::Http => {
-                let ep = ep.unwrap_or_else(|| format!("GET /api/{}/v{endpoint_i}/resources", b.name));
-                let (method, route) = ep.split_once(' ').unwrap_or(("GET", ep.as_str()));
-                let kind = OperationKind::HttpServer { method: method.to_string(), route: route.to_string() };
-                push(&mut ops, ep.clone(), kind, 5.0, 80.0, rng);
-            }
-            Protocol::Grpc => {
-                let method = ep.unwrap_or_else(|| format!("Method{endpoint_i}"));
-                let name = format!("{grpc_pkg}.{method}");
-                let kind = OperationKind::GrpcServer { service: grpc_service.clone(), method };
-                push(&mut ops, name, kind, 2.0, 30.0, rng);
-            }
-        }
-    }
-    for k in 0..int_n {
-        let name = b.internals.get(k).cloned().unwrap_or_else(|| format!("{} step {}", b.name, k + 1));
-        push(&mut ops, name, OperationKind::Internal, 0.5, 10.0, rng);
-    }
-    if let Some((system, tables)) = &b.db {
-        let verbs = system.verbs();
-        for k in 0..db_n {
-            let verb = verbs[(k / tables.len()) % verbs.len()];
-            let round = k / (tables.len() * verbs.len());
-            let table = if round == 0 { tables[k % tables.len()].clone() } else { format!("{}_{round}", tables[k % tables.len()]) };
-            let (name, query) = system.statement(verb, &table);
-            let (lo, hi) = match system {
-                DbSystem::Redis => (0.5, 1.5),
-                DbSystem::Mongodb => (1.0, 8.0),
-                _ => (0.8, 10.0),
-            };
-            let kind = OperationKind::Database { system: *system, operation: verb.to_string(), collection: table, query };
-            push(&mut ops, name, kind, lo, hi, rng);
-        }
-    }
-    ops
-}
-
 /// Draws a downstream call's probability / parallelism / repetition.
 fn call(service: usize, operation: usize, db: bool, consumer: bool, rng: &mut ChaCha8Rng) -> Call {
     let probability = if rng.random_bool(if db { 0.75 } else { 0.65 }) { 1.0 } else { rng.random_range(0.3..0.95) };
@@ -349,6 +198,20 @@ fn call(service: usize, operation: usize, db: bool, consumer: bool, rng: &mut Ch
         1
     };
     Call { service, operation, probability, parallel, max_repeat }
+}
+
+/// Lowercase words of at least 4 letters of an operation name, without `api`, singularized.
+fn tokens(name: &str) -> Vec<String> {
+    name.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.len() >= 4)
+        .map(|w| {
+            let w = w.to_ascii_lowercase();
+            match w.strip_suffix('s') {
+                Some(stem) if stem.len() >= 4 => stem.to_string(),
+                _ => w,
+            }
+        })
+        .collect()
 }
 
 /// Picks `0..=3` with the given cumulative percentages.
@@ -390,7 +253,8 @@ impl Topology {
             let host_n = if i == 0 { 4 } else { rng.random_range(2..=4usize) };
             let hosts = (0..host_n)
                 .map(|_| {
-                    let rs: String = (0..5).map(|_| char::from(catalog::ALNUM[rng.random_range(0..catalog::ALNUM.len())])).collect();
+                    let rs: String =
+                        (0..5).map(|_| char::from(catalog::ALNUM[rng.random_range(0..catalog::ALNUM.len())])).collect();
                     format!("{}-{:09x}-{rs}", b.name, rng.random::<u64>() & 0xf_ffff_ffff)
                 })
                 .collect();
@@ -409,9 +273,9 @@ impl Topology {
         // Entry points: the frontend's routes (Zipf-like popularity), plus the gateway's.
         let mut entry_points = Vec::new();
         let entry_services = if n >= 4 { 2 } else { 1 };
-        for s in 0..entry_services {
+        for (s, svc) in services.iter_mut().enumerate().take(entry_services) {
             let scale = if s == 0 { 1.0 } else { 0.3 };
-            for (o, op) in services[s].operations.iter_mut().enumerate() {
+            for (o, op) in svc.operations.iter_mut().enumerate() {
                 if op.kind.is_server() {
                     op.depth = Some(1);
                     entry_points.push(EntryPoint { service: s, operation: o, weight: scale / (o as f64 + 1.0) });
@@ -451,9 +315,8 @@ impl Topology {
     fn choose_calls(&self, s: usize, o: usize, fanout: usize, rng: &mut ChaCha8Rng) -> Vec<Call> {
         let svc = &self.services[s];
         let kind = &svc.operations[o].kind;
-        let internal: Vec<usize> = (0..svc.operations.len())
-            .filter(|&i| matches!(svc.operations[i].kind, OperationKind::Internal))
-            .collect();
+        let internal: Vec<usize> =
+            (0..svc.operations.len()).filter(|&i| matches!(svc.operations[i].kind, OperationKind::Internal)).collect();
         let dbs: Vec<usize> = (0..svc.operations.len())
             .filter(|&i| matches!(svc.operations[i].kind, OperationKind::Database { .. }))
             .collect();
@@ -466,7 +329,7 @@ impl Topology {
                 } else if s < 2 {
                     1 + pick_count(rng, [45, 80, 100])
                 } else {
-                    pick_count(rng, [25, 60, 85])
+                    pick_count(rng, [30, 70, 90])
                 };
                 (remote, pick_count(rng, [30, 75, 100]), usize::from(rng.random_bool(0.3)))
             }
@@ -479,25 +342,60 @@ impl Topology {
 
         let mut calls: Vec<Call> = Vec::with_capacity(n_remote + n_db + n_int);
         let mut attempts = 0;
+        let caller_name = &svc.operations[o].name;
+        let mut affine = false;
         while calls.len() < n_remote && attempts < 20 {
             attempts += 1;
-            let t = svc.downstream[rng.random_range(0..svc.downstream.len())];
-            let servers: Vec<usize> = (0..self.services[t].operations.len())
-                .filter(|&i| self.services[t].operations[i].kind.is_server())
-                .collect();
-            let op = servers[rng.random_range(0..servers.len())];
+            let mut t = svc.downstream[rng.random_range(0..svc.downstream.len())];
+            let servers = |t: usize| -> Vec<usize> {
+                (0..self.services[t].operations.len())
+                    .filter(|&i| self.services[t].operations[i].kind.is_server())
+                    .collect()
+            };
+            let mut op = {
+                let ops = servers(t);
+                ops[rng.random_range(0..ops.len())]
+            };
+            // The first call of a route usually goes where its name points: a gateway's
+            // `POST /api/checkout` calls checkout's `POST /api/checkout`.
+            let mut matched = false;
+            if calls.is_empty() {
+                let toks = tokens(caller_name);
+                if let Some(&ts) =
+                    svc.downstream.iter().find(|&&d| toks.iter().any(|k| self.services[d].name.starts_with(k.as_str())))
+                {
+                    t = ts;
+                    op = servers(t)[0];
+                    matched = true;
+                }
+                if let Some(&m) = servers(t).iter().find(|&&i| {
+                    let other = tokens(&self.services[t].operations[i].name);
+                    toks.iter().any(|k| other.contains(k))
+                }) {
+                    op = m;
+                    matched = true;
+                }
+            }
             if calls.iter().any(|c| c.service == t && c.operation == op) {
                 continue;
             }
             let consumer = matches!(self.services[t].operations[op].kind, OperationKind::Consumer { .. });
-            calls.push(call(t, op, false, consumer, rng));
+            let mut c = call(t, op, false, consumer, rng);
+            if matched {
+                // The forwarded request always happens, and happens first.
+                c.probability = 1.0;
+                c.max_repeat = 1;
+                affine = true;
+            }
+            calls.push(c);
         }
         let mut pool = dbs;
         pool.shuffle(rng);
         for &d in pool.iter().take(n_db) {
             calls.push(call(s, d, true, false, rng));
         }
-        calls.shuffle(rng);
+        // `affine` implies a first call exists.
+        calls[usize::from(affine)..].shuffle(rng);
         if n_int > 0 {
             let i = internal[rng.random_range(0..internal.len())];
             // In-process steps run first (validation) or last (rendering).

@@ -19,6 +19,8 @@ const MS: f64 = 1_000_000.0;
 const SLOW_TAIL_RATE: f64 = 0.01;
 /// Probability that a queue consumer runs detached and may outlive its producer.
 const ASYNC_CONSUMER_RATE: f64 = 0.005;
+/// Upper bound of one execution's own work (a typical request timeout).
+const MAX_SELF_TIME_NANOS: u64 = 8_000_000_000;
 /// Probability that a child's error fails its parent too.
 const ERROR_PROPAGATION: f64 = 0.5;
 
@@ -213,7 +215,8 @@ impl Planner<'_> {
         if self.rng.random::<f64>() < SLOW_TAIL_RATE {
             work *= self.rng.random_range(5.0..20.0);
         }
-        let work = (work as u64).max(1_000);
+        // At least 1 µs; at most the 8 s a client would wait before timing out.
+        let work = (work as u64).clamp(1_000, MAX_SELF_TIME_NANOS);
         let own_error = self.rng.random::<f64>() < op.error_rate;
         self.buf.nodes[idx as usize].error = own_error;
 
@@ -244,7 +247,8 @@ impl Planner<'_> {
             self.buf.nodes[idx as usize].post = work;
         } else {
             let pre = (work as f64 * self.rng.random_range(0.1..0.4)) as u64;
-            let share = (work - pre) / groups;
+            // Own work after the first group: one equal share between groups and at the end.
+            let share = (work - pre).checked_div(groups).unwrap_or(0);
             self.buf.nodes[idx as usize].post = share;
             let mut prev_parallel = false;
             let mut first = true;

@@ -30,7 +30,6 @@ per_trace AS (
            sum(CASE WHEN parent_span_id IS NULL THEN 1 ELSE 0 END) AS null_parent_count,
            min(start_time) AS start_time,
            max(end_time) AS end_time,
-           max(CAST(end_time AS BIGINT)) - min(CAST(start_time AS BIGINT)) AS duration_ns,
            count(*) AS span_count,
            count(DISTINCT service_name) AS service_count,
            sum(CASE WHEN status_code = 'ERROR' THEN 1 ELSE 0 END) AS error_count,
@@ -41,22 +40,24 @@ per_trace AS (
 SELECT trace_id,
        CASE WHEN null_parent_count = 1 THEN single_root_service ELSE longest_root_service END AS root_service,
        CASE WHEN null_parent_count = 1 THEN single_root_name ELSE longest_root_name END AS root_name,
-       start_time, end_time, duration_ns, span_count, service_count, error_count, has_orphans
+       start_time, end_time,
+       CAST(end_time AS BIGINT) - CAST(start_time AS BIGINT) AS duration_ns,
+       span_count, service_count, error_count, has_orphans
 FROM per_trace
 "#;
 
 /// `service_edges`: the service dependency graph, from parent→child spans that cross a
-/// service boundary. Percentiles are exact and interpolated (`percentile_cont`, the same
-/// definition as DuckDB's `quantile_cont`), over the callee span's duration.
+/// service boundary. Percentiles are exact and interpolated (tracelake's `percentile`, the
+/// same definition as DuckDB's `quantile_cont`), over the callee span's duration.
 pub const SERVICE_EDGES_VIEW: &str = r#"
 CREATE VIEW service_edges AS
 SELECT p.service_name AS caller_service,
        c.service_name AS callee_service,
        count(*) AS call_count,
        sum(CASE WHEN c.status_code = 'ERROR' THEN 1 ELSE 0 END) AS error_count,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY c.duration_ns) AS p50_ns,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY c.duration_ns) AS p95_ns,
-       percentile_cont(0.99) WITHIN GROUP (ORDER BY c.duration_ns) AS p99_ns
+       percentile(c.duration_ns, 0.5) AS p50_ns,
+       percentile(c.duration_ns, 0.95) AS p95_ns,
+       percentile(c.duration_ns, 0.99) AS p99_ns
 FROM spans c
 JOIN spans p ON c.trace_id = p.trace_id AND c.parent_span_id = p.span_id
 WHERE c.service_name <> p.service_name

@@ -67,7 +67,8 @@ impl Tracelake {
                 .iter()
                 .map(|f| {
                     let text = f.value(row).to_string();
-                    let text = text.replace(&self.data_dir, "<data>");
+                    // Plans print object paths without the leading slash.
+                    let text = text.replace(&self.data_dir, "<data>").replace(self.data_dir.trim_start_matches('/'), "<data>");
                     let text = self.ulid.replace_all(&text, "<file>.parquet").into_owned();
                     if text.is_empty() { "(empty)".to_owned() } else { text }
                 })
