@@ -38,6 +38,13 @@ fn main() {
         }
     }
     println!("mean spans/trace {:.2}, expected traces {:.0}", g.mean_spans_per_trace(), g.expected_traces());
+    // Pure generation throughput (this build's profile).
+    let t = std::time::Instant::now();
+    let pure: usize = Generator::new(g.config().clone())
+        .expect("config")
+        .map(|r| r.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum::<usize>())
+        .sum();
+    println!("generation only: {pure} spans, {:.0} spans/s", pure as f64 / t.elapsed().as_secs_f64());
     let t = std::time::Instant::now();
     let mut n = 0u64;
     let mut errs = 0u64;

@@ -20,7 +20,8 @@
 //!
 //! Modules:
 //! - [`config`]: [`GenConfig`], [`Regression`] (`SERVICE[/OPERATION]@VERSION*FACTOR`), [`GenError`].
-//! - [`topology`]: [`Topology`], services, operations and call lists derived from the seed.
+//! - [`topology`]: [`Topology`], services, operations and call lists derived from the seed
+//!   (naming material in `catalog`, per-service blueprints in `blueprint`).
 //! - `trace`: one trace — the random plan, then the timing pass that applies regressions.
 //! - `span`: OTLP spans, attributes, events, links, resources and scopes.
 //! - [`request`]: the [`Generator`] iterator and the grouping of spans into requests.

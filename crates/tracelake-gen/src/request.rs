@@ -98,7 +98,8 @@ impl Generator {
                 acc
             })
             .collect();
-        let mean_spans = (topology.mean_spans_per_trace() - config.orphan_rate).max(1.0);
+        let mean_spans =
+            (topology.mean_spans_per_trace() - config.orphan_rate).clamp(1.0, crate::trace::MAX_TRACE_SPANS as f64);
         let expected_traces = (config.spans as f64 / mean_spans).max(1.0);
         let window_nanos = u64::from(config.hours) * NANOS_PER_HOUR;
         let factory = SpanFactory::new(&topology, &config.versions);

@@ -21,6 +21,9 @@ const SLOW_TAIL_RATE: f64 = 0.01;
 const ASYNC_CONSUMER_RATE: f64 = 0.005;
 /// Upper bound of one execution's own work (a typical request timeout).
 const MAX_SELF_TIME_NANOS: u64 = 8_000_000_000;
+/// Once a trace has this many spans, no further calls fire (guards against configurations
+/// with huge fan-out and depth).
+pub(crate) const MAX_TRACE_SPANS: usize = 20_000;
 /// Probability that a child's error fails its parent too.
 const ERROR_PROPAGATION: f64 = 0.5;
 
@@ -222,7 +225,7 @@ impl Planner<'_> {
 
         // Which calls fire this time, and how often.
         let base = self.buf.scratch.len();
-        if depth < self.max_depth {
+        if depth < self.max_depth && self.buf.nodes.len() < MAX_TRACE_SPANS {
             for (ci, c) in op.calls.iter().enumerate() {
                 if c.probability >= 1.0 || self.rng.random::<f64>() < c.probability {
                     let reps = if c.max_repeat > 1 { self.rng.random_range(1..=c.max_repeat) } else { 1 };

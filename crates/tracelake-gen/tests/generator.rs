@@ -397,6 +397,7 @@ fn tiny_and_extreme_configs() {
         GenConfig { max_depth: 1, ..cfg(4, 100) },
         GenConfig { max_depth: 2, max_fanout: 1, traces_per_request: 1, ..cfg(5, 300) },
         GenConfig { error_rate: 1.0, orphan_rate: 1.0, ..cfg(6, 2_000) },
+        GenConfig { services: 30, operations: 200, max_depth: 30, max_fanout: 16, ..cfg(7, 5_000) },
     ];
     for c in configs {
         let shallow = c.max_depth <= 1 || c.max_fanout == 0 || c.services == 1 && c.operations == 1;
