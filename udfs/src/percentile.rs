@@ -13,7 +13,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{Result, ScalarValue, exec_err, not_impl_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, Documentation, DocumentationBuilder, Signature, Volatility,
@@ -68,6 +68,9 @@ impl AggregateUDFImpl for PercentileFunc {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        if args.is_distinct {
+            return not_impl_err!("percentile(DISTINCT ...) is not supported; use a subquery with SELECT DISTINCT");
+        }
         let q = constant_q(args.exprs.get(1))?;
         Ok(Box::new(PercentileAccumulator { q, values: Vec::new() }))
     }
@@ -116,7 +119,8 @@ impl Accumulator for PercentileAccumulator {
         let input = datafusion::arrow::compute::cast(input, &DataType::Float64)?;
         let input = input.as_primitive::<Float64Type>();
         self.values.reserve(input.len() - input.null_count());
-        self.values.extend(input.iter().flatten());
+        // One NaN bit pattern, so that NaN sorts above +inf whatever its sign bit (as in DuckDB).
+        self.values.extend(input.iter().flatten().map(|v| if v.is_nan() { f64::NAN } else { v }));
         Ok(())
     }
 
@@ -163,7 +167,7 @@ pub fn interpolated_percentile(values: &mut [f64], q: f64) -> Option<f64> {
         return Some(lo_value);
     }
     // The next order statistic is the minimum of the upper partition.
-    let hi_value = upper.iter().copied().fold(f64::INFINITY, f64::min);
+    let Some(hi_value) = upper.iter().copied().min_by(f64::total_cmp) else { return Some(lo_value) };
     Some(lo_value + (rank - lo as f64) * (hi_value - lo_value))
 }
 
@@ -184,6 +188,9 @@ mod tests {
         assert_eq!(interpolated_percentile(&mut [], 0.3), None);
         assert_eq!(interpolated_percentile(&mut [3.0, 1.0, 2.0], 0.0), Some(1.0));
         assert_eq!(interpolated_percentile(&mut [3.0, 1.0, 2.0], 1.0), Some(3.0));
+        // NaN sorts last: the median of [1, NaN] interpolates towards NaN.
+        assert!(interpolated_percentile(&mut [f64::NAN, 1.0], 0.5).is_some_and(f64::is_nan));
+        assert_eq!(interpolated_percentile(&mut [f64::NAN, 1.0, 2.0], 0.5), Some(2.0));
     }
 
     #[test]

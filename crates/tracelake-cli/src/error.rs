@@ -33,6 +33,15 @@ pub enum CliError {
         reason: String,
     },
 
+    /// Writing to the store failed part-way; `cleanup` says what was done about it.
+    #[error("writing to the store failed: {cause}; {cleanup}")]
+    StoreWrite {
+        /// The store error.
+        cause: tracelake_store::Error,
+        /// What happened to the files this run had already written.
+        cleanup: String,
+    },
+
     /// Some input files failed; the others were ingested.
     #[error("{failed} of {total} file(s) failed; the other files were ingested")]
     PartialIngest {

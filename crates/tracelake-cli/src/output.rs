@@ -42,7 +42,6 @@ pub async fn write_results<W: Write + Send>(
             let mut writer = csv::WriterBuilder::new()
                 .with_header(true)
                 .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%S%.fZ".to_owned())
-                .with_timestamp_format("%Y-%m-%dT%H:%M:%S%.f".to_owned())
                 .build(out);
             let mut wrote_any = false;
             while let Some(batch) = stream.next().await {
@@ -112,30 +111,31 @@ fn is_nested(t: &DataType) -> bool {
     t.is_nested()
 }
 
+/// The type a column has in CSV output: nested values become JSON text, and every timestamp
+/// becomes a UTC timestamp (printed with a `Z`); a timestamp without a time zone is taken as UTC.
+fn csv_type(t: &DataType) -> DataType {
+    match t {
+        t if is_nested(t) => DataType::Utf8,
+        DataType::Timestamp(unit, _) => DataType::Timestamp(*unit, Some("UTC".into())),
+        other => other.clone(),
+    }
+}
+
 fn csv_schema(schema: &SchemaRef) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            if is_nested(f.data_type()) {
-                Field::new(f.name(), DataType::Utf8, true)
-            } else {
-                f.as_ref().clone()
-            }
-        })
-        .collect();
+    let fields: Vec<Field> =
+        schema.fields().iter().map(|f| Field::new(f.name(), csv_type(f.data_type()), true)).collect();
     Arc::new(Schema::new(fields))
 }
 
-/// Replaces nested columns by their JSON rendering (CSV has no nested values).
+/// Converts a batch to the CSV schema: nested columns as JSON, timestamps in UTC.
 fn nested_as_json(batch: &RecordBatch, csv_schema: &SchemaRef) -> Result<RecordBatch> {
-    if !batch.schema().fields().iter().any(|f| is_nested(f.data_type())) {
-        return Ok(batch.clone());
-    }
     let mut columns = Vec::with_capacity(batch.num_columns());
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let target = csv_type(field.data_type());
         if is_nested(field.data_type()) {
             columns.push(json_strings(field, column)?);
+        } else if &target != field.data_type() {
+            columns.push(datafusion::arrow::compute::cast(column, &target)?);
         } else {
             columns.push(Arc::clone(column));
         }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use arrow::array::RecordBatch;
+use object_store::ObjectStoreExt;
 
 use crate::error::Result;
 use crate::layout::PartitionKey;
@@ -36,6 +37,7 @@ pub struct PartitionedBuffer {
     max_rows_per_file: usize,
     max_buffered_rows: usize,
     stats: WriteStats,
+    written: Vec<object_store::path::Path>,
 }
 
 impl PartitionedBuffer {
@@ -58,6 +60,7 @@ impl PartitionedBuffer {
             max_rows_per_file: max_rows_per_file.max(1),
             max_buffered_rows: max_buffered_rows.max(1),
             stats: WriteStats::default(),
+            written: Vec::new(),
         }
     }
 
@@ -93,9 +96,13 @@ impl PartitionedBuffer {
     }
 
     async fn flush_partition(&mut self, key: &PartitionKey) -> Result<()> {
-        let Some(pending) = self.pending.remove(key) else { return Ok(()) };
-        self.buffered_rows -= pending.rows;
+        let Some(pending) = self.pending.get(key) else { return Ok(()) };
+        // Removed from the buffer only once written, so a failed write loses nothing.
         let written = self.writer.write_partition(key, &pending.batches).await?;
+        if let Some(pending) = self.pending.remove(key) {
+            self.buffered_rows -= pending.rows;
+        }
+        self.written.push(written.path.clone());
         self.stats.files += 1;
         self.stats.rows += written.rows;
         self.stats.bytes += written.bytes;
@@ -109,6 +116,20 @@ impl PartitionedBuffer {
             self.flush_partition(&key).await?;
         }
         Ok(())
+    }
+
+    /// Abandons the run: drops what is buffered and deletes every file this buffer wrote, so
+    /// that a failed load leaves the store as it was and can simply be run again. Returns the
+    /// number of files deleted.
+    pub async fn abort(self) -> Result<usize> {
+        let store = self.writer.location().store();
+        for path in &self.written {
+            store
+                .delete(path)
+                .await
+                .map_err(|source| crate::Error::ObjectStore { path: path.to_string(), source })?;
+        }
+        Ok(self.written.len())
     }
 
     /// Writes everything still buffered and returns the totals.

@@ -1,12 +1,14 @@
 //! The partition layout: `<data>/spans/date=YYYY-MM-DD/hour=HH/service=<escaped>/<ulid>.parquet`.
 //!
-//! Service names are percent-escaped (everything but ASCII letters, digits, `-`, `_`, `.`), so
-//! any `service.name` gives one safe path segment; DataFusion's listing and DuckDB's
-//! `hive_partitioning` decode it back.
+//! Service names are percent-escaped with exactly the characters that DataFusion escapes in a
+//! partition value (controls, space, `%`, `/`, `?`, `#`) plus those `object_store` escapes in a
+//! path segment (`\ { ^ } ` ] " > [ ~ < | *`), and all non-ASCII bytes. That is the spelling
+//! DataFusion looks up when a query fixes `date`, `hour` and `service` with `=` (it lists that
+//! one directory), and DataFusion's listing and DuckDB's `hive_partitioning` decode it back.
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike};
 use object_store::path::Path;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 /// Directory of the `spans` table under a data location.
 pub const SPANS_DIR: &str = "spans";
@@ -14,7 +16,27 @@ pub const SPANS_DIR: &str = "spans";
 /// Extension of span files.
 pub const FILE_EXTENSION: &str = ".parquet";
 
-const SERVICE_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+const SERVICE_ESCAPE: &AsciiSet = &CONTROLS
+    // DataFusion's partition-value set
+    .add(b' ')
+    .add(b'%')
+    .add(b'/')
+    .add(b'?')
+    .add(b'#')
+    // object_store's path-segment set
+    .add(b'\\')
+    .add(b'{')
+    .add(b'^')
+    .add(b'}')
+    .add(b'`')
+    .add(b']')
+    .add(b'"')
+    .add(b'>')
+    .add(b'[')
+    .add(b'~')
+    .add(b'<')
+    .add(b'|')
+    .add(b'*');
 
 /// Identifies one partition directory.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,6 +81,7 @@ impl PartitionKey {
 
 /// Percent-escapes a service name for use as a path segment.
 pub fn escape_service(service: &str) -> String {
+    // `.` and `..` need no escape: the segment is always `service=<name>`, never a bare dot.
     utf8_percent_encode(service, SERVICE_ESCAPE).to_string()
 }
 
@@ -79,6 +102,9 @@ mod tests {
     fn service_names_are_escaped() {
         assert_eq!(escape_service("my svc/ä"), "my%20svc%2F%C3%A4");
         assert_eq!(escape_service("cart-v2_x.y"), "cart-v2_x.y");
+        assert_eq!(escape_service("api:v2+b@c=d"), "api:v2+b@c=d");
+        assert_eq!(escape_service("[x]*"), "%5Bx%5D%2A");
+        assert_eq!(escape_service(".."), "..");
         let key = PartitionKey::for_span(0, "a b");
         let path = key.file_path(&Path::from("root/dir"), "01ABC");
         assert_eq!(path.as_ref(), "root/dir/spans/date=1970-01-01/hour=00/service=a%20b/01ABC.parquet");

@@ -76,6 +76,11 @@ impl DataLocation {
 
     fn open_local(location: &str) -> Result<Self> {
         let invalid = |reason: String| Error::InvalidLocation { location: location.to_owned(), reason };
+        if location.contains('%') {
+            // DataFusion percent-decodes table paths, so `%41` in a directory name would be
+            // read as `A` and the table would appear empty.
+            return Err(invalid("a local path containing '%' is not supported; rename or symlink the directory".into()));
+        }
         let prefix = Path::from_filesystem_path(location).map_err(|e| invalid(e.to_string()))?;
         let store_url = Url::parse("file:///").map_err(|e| invalid(e.to_string()))?;
         Ok(Self { store: Arc::new(LocalFileSystem::new()), store_url, prefix, display: location.to_owned() })
@@ -98,14 +103,20 @@ impl DataLocation {
 
     /// URL of the `spans` table directory, ending in `/` (what DataFusion lists).
     pub fn spans_url(&self) -> String {
-        let mut url = self.store_url.to_string();
-        for part in self.prefix.parts() {
-            url.push_str(part.as_ref());
-            url.push('/');
+        // Build through `Url` so that characters like `#`, `?` and `%` in directory names are
+        // escaped for the URL (DataFusion decodes the URL path back into the object path).
+        let mut url = self.store_url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty();
+            for part in self.prefix.parts() {
+                let raw = part.as_ref().to_owned();
+                let decoded = percent_encoding::percent_decode_str(&raw).decode_utf8_lossy().into_owned();
+                segments.push(&decoded);
+            }
+            segments.push(SPANS_DIR);
+            segments.push("");
         }
-        url.push_str(SPANS_DIR);
-        url.push('/');
-        url
+        url.to_string()
     }
 
     /// Object path of the `spans` table directory.

@@ -8,6 +8,7 @@ use tracelake_schema::SpanBatchBuilder;
 use tracelake_store::{DataLocation, PartitionedBuffer, SpanFileWriter, WriteStats};
 
 use crate::cli::{GenArgs, OtlpFileFormat};
+use crate::commands::ingest::abort_run;
 use crate::error::{CliError, Result};
 use crate::progress;
 
@@ -89,15 +90,22 @@ pub async fn generate_into_store(config: GenConfig, location: &DataLocation, sho
             if let Some(bar) = &bar {
                 bar.inc(batch.num_rows() as u64);
             }
-            buffer.push(&batch).await?;
+            if let Err(e) = buffer.push(&batch).await {
+                return Err(abort_run(buffer, e).await);
+            }
         }
     }
     let batch = builder.finish().map_err(|e| CliError::Gen(e.to_string()))?;
-    buffer.push(&batch).await?;
+    if let Err(e) = buffer.push(&batch).await {
+        return Err(abort_run(buffer, e).await);
+    }
+    if let Err(e) = buffer.flush_all().await {
+        return Err(abort_run(buffer, e).await);
+    }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    Ok(buffer.finish().await?)
+    Ok(buffer.stats())
 }
 
 /// Writes the workload as OTLP files (one request each); returns the number of files.

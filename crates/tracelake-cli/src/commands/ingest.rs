@@ -76,7 +76,9 @@ pub async fn ingest_files(
             Ok((batches, rejected)) => {
                 for batch in &batches {
                     report.spans += batch.num_rows();
-                    buffer.push(batch).await?;
+                    if let Err(e) = buffer.push(batch).await {
+                        return Err(abort_run(buffer, e).await);
+                    }
                 }
                 report.rejected.extend(rejected.into_iter().map(|r| (path.clone(), r)));
                 report.files_ok += 1;
@@ -90,19 +92,36 @@ pub async fn ingest_files(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    report.written = buffer.finish().await?;
+    if let Err(e) = buffer.flush_all().await {
+        return Err(abort_run(buffer, e).await);
+    }
+    report.written = buffer.stats();
     Ok(report)
+}
+
+/// A store write failed: delete what this run wrote so that the store is unchanged and the
+/// same command can be run again without duplicating spans.
+pub(crate) async fn abort_run(buffer: PartitionedBuffer, cause: tracelake_store::Error) -> CliError {
+    match buffer.abort().await {
+        Ok(deleted) => CliError::StoreWrite { cause, cleanup: format!("removed the {deleted} file(s) this run had written; the store is unchanged, run the command again once the cause is fixed") },
+        Err(e) => CliError::StoreWrite { cause, cleanup: format!("could not remove this run's files ({e}); some spans of this run may be stored") },
+    }
 }
 
 /// Reads, decodes and converts one file; `Err` carries a message naming what is wrong.
 fn load_file(path: &Path, mode: AcceptMode) -> std::result::Result<(Vec<RecordBatch>, Vec<SpanRejection>), String> {
     let bytes = read_maybe_gzipped(path)?;
-    let format = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(PayloadFormat::from_file_name)
-        .unwrap_or_else(|| PayloadFormat::sniff(&bytes));
-    let requests = decode_payload(&bytes, format).map_err(|e| e.to_string())?;
+    let named = path.file_name().and_then(|n| n.to_str()).and_then(PayloadFormat::from_file_name);
+    let requests = match named {
+        Some(format) => decode_payload(&bytes, format).map_err(|e| e.to_string())?,
+        // A guess from the content can be wrong (a protobuf request may start with bytes that
+        // look like JSON), so on failure try the other encoding before giving up.
+        None => {
+            let guess = PayloadFormat::sniff(&bytes);
+            let other = if guess == PayloadFormat::Json { PayloadFormat::Protobuf } else { PayloadFormat::Json };
+            decode_payload(&bytes, guess).or_else(|first| decode_payload(&bytes, other).map_err(|_| first.to_string()))?
+        }
+    };
     let mut batches = Vec::with_capacity(requests.len());
     let mut rejected = Vec::new();
     for (i, request) in requests.iter().enumerate() {

@@ -8,7 +8,7 @@ use tracelake_gen::GenConfig;
 use tracelake_query::{QueryPolicy, SessionBuilder};
 use tracelake_store::DataLocation;
 
-use super::common::repo_root;
+use super::common::{repo_files, repo_root};
 
 async fn run(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<RecordBatch> {
     QueryPolicy::ReadOnly.plan(ctx, sql).await.unwrap_or_else(|e| panic!("{e}\n{sql}")).collect().await.expect("run")
@@ -23,12 +23,7 @@ async fn every_report_runs_on_a_generated_workload() {
     assert_eq!(stats.rows, 20_000);
     let ctx = SessionBuilder::new(location).build().await.expect("session");
 
-    let mut reports: Vec<_> = std::fs::read_dir(repo_root().join("sql/reports"))
-        .expect("reports")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
-        .collect();
-    reports.sort();
+    let reports = repo_files("sql/reports", "sql");
     assert!(reports.len() >= 4, "{reports:?}");
     for report in &reports {
         let sql = std::fs::read_to_string(report).expect("read");

@@ -3,8 +3,6 @@
 //! Output normalisation (so expected results are stable): the store's path becomes `<data>`
 //! and file names (ULIDs) become `<file>`.
 
-use std::path::PathBuf;
-
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
@@ -13,7 +11,7 @@ use datafusion::prelude::SessionContext;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
 use tracelake_query::{QueryPolicy, SessionBuilder, SessionOptions};
 
-use super::common::{fixture_store, repo_root};
+use super::common::{fixture_store, repo_files};
 
 struct Tracelake {
     ctx: SessionContext,
@@ -91,19 +89,9 @@ fn column_type(t: &DataType) -> DefaultColumnType {
     }
 }
 
-fn slt_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("sql"))
-        .expect("sql dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
-        .collect();
-    files.sort();
-    files
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqllogictest_files() {
-    let files = slt_files();
+    let files = repo_files("sql", "slt");
     assert!(!files.is_empty(), "no .slt files under sql/");
     let mut failures = Vec::new();
     for file in &files {
