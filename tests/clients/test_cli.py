@@ -33,6 +33,13 @@ def test_csv_format_follows_spec(tracelake, tmp_path):
     assert charge[1] == "2024-01-15T10:00:00.020Z"
     events = json.loads(charge[4])  # nested values as JSON text
     assert [e["name"] for e in events] == ["retry", "charged"]
+    # A timestamp in another time zone is still printed as the same instant in UTC.
+    shifted = tracelake.sql_csv(
+        data,
+        "SELECT arrow_cast(start_time, 'Timestamp(Nanosecond, Some(\"+02:00\"))') AS t, "
+        "arrow_cast(start_time, 'Timestamp(Millisecond, None)') AS naive FROM spans WHERE span_id = 'b7ad6b7169203331'",
+    )
+    assert shifted[1] == ["2024-01-15T10:00:00Z", "2024-01-15T10:00:00Z"]
 
 
 def test_every_format(tracelake, tmp_path):
