@@ -26,10 +26,15 @@ pub struct WriteStats {
 struct Pending {
     batches: Vec<RecordBatch>,
     rows: usize,
+    /// Sequence number of the last push that added rows (for least-recently-used flushing).
+    last_push: u64,
 }
 
 /// Buffers spans by partition and writes a file when a partition reaches `max_rows_per_file`,
-/// when the whole buffer exceeds `max_buffered_rows`, or on [`PartitionedBuffer::finish`].
+/// or on [`PartitionedBuffer::finish`]. When the whole buffer exceeds `max_buffered_rows`, the
+/// partitions that received rows least recently are written until half the budget is free:
+/// spans mostly arrive in time order, so those are the hours that are complete, and files stay
+/// large.
 pub struct PartitionedBuffer {
     writer: SpanFileWriter,
     pending: BTreeMap<PartitionKey, Pending>,
@@ -38,6 +43,7 @@ pub struct PartitionedBuffer {
     max_buffered_rows: usize,
     stats: WriteStats,
     written: Vec<object_store::path::Path>,
+    pushes: u64,
 }
 
 impl PartitionedBuffer {
@@ -61,14 +67,17 @@ impl PartitionedBuffer {
             max_buffered_rows: max_buffered_rows.max(1),
             stats: WriteStats::default(),
             written: Vec::new(),
+            pushes: 0,
         }
     }
 
     /// Adds spans; may write files.
     pub async fn push(&mut self, batch: &RecordBatch) -> Result<()> {
         let mut full = Vec::new();
+        self.pushes += 1;
         for (key, part) in split_by_partition(batch)? {
             let pending = self.pending.entry(key.clone()).or_default();
+            pending.last_push = self.pushes;
             pending.rows += part.num_rows();
             self.buffered_rows += part.num_rows();
             pending.batches.push(part);
@@ -80,7 +89,15 @@ impl PartitionedBuffer {
             self.flush_partition(&key).await?;
         }
         if self.buffered_rows > self.max_buffered_rows {
-            self.flush_all().await?;
+            let mut by_age: Vec<(u64, PartitionKey)> =
+                self.pending.iter().map(|(k, p)| (p.last_push, k.clone())).collect();
+            by_age.sort();
+            for (_, key) in by_age {
+                if self.buffered_rows <= self.max_buffered_rows / 2 {
+                    break;
+                }
+                self.flush_partition(&key).await?;
+            }
         }
         Ok(())
     }
@@ -136,5 +153,57 @@ impl PartitionedBuffer {
     pub async fn finish(mut self) -> Result<WriteStats> {
         self.flush_all().await?;
         Ok(self.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::location::DataLocation;
+    use tracelake_schema::{AcceptMode, PayloadFormat, convert_request, decode_payload};
+
+    fn spans_at_hour(hour: u64, n: usize) -> RecordBatch {
+        let start = 1_705_312_800_000_000_000u64 + hour * 3_600_000_000_000;
+        let spans: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"{:016x}","name":"op","startTimeUnixNano":"{}","endTimeUnixNano":"{}"}}"#,
+                    i + 1,
+                    start,
+                    start + 1
+                )
+            })
+            .collect();
+        let json = format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{}]}}]}}]}}"#, spans.join(","));
+        let request = &decode_payload(json.as_bytes(), PayloadFormat::Json).unwrap()[0];
+        convert_request(request, AcceptMode::AllOrNothing).unwrap().batch
+    }
+
+    #[tokio::test]
+    async fn over_budget_flushes_least_recent_partitions_and_abort_removes_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
+        let mut buffer = PartitionedBuffer::with_limits(SpanFileWriter::new(location), 1000, 10);
+        buffer.push(&spans_at_hour(0, 4)).await.unwrap();
+        buffer.push(&spans_at_hour(1, 4)).await.unwrap();
+        assert_eq!(buffer.stats().files, 0);
+        // 12 rows > 10: hour 0 (least recent) is written, leaving 8 > 5, so hour 1 too; hour 2 stays.
+        buffer.push(&spans_at_hour(2, 4)).await.unwrap();
+        assert_eq!(buffer.stats().files, 2);
+        assert_eq!(buffer.buffered_rows(), 4);
+        let files = |d: &std::path::Path| {
+            let mut n = 0;
+            let mut stack = vec![d.to_path_buf()];
+            while let Some(p) = stack.pop() {
+                for e in std::fs::read_dir(p).unwrap() {
+                    let e = e.unwrap().path();
+                    if e.is_dir() { stack.push(e) } else { n += 1 }
+                }
+            }
+            n
+        };
+        assert_eq!(files(dir.path()), 2);
+        assert_eq!(buffer.abort().await.unwrap(), 2);
+        assert_eq!(files(dir.path()), 0);
     }
 }
