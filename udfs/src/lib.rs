@@ -9,6 +9,7 @@
 
 pub mod attr;
 pub mod percentile;
+pub mod span_tree;
 
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
