@@ -74,9 +74,10 @@ impl SessionBuilder {
         let mut ctx = SessionContext::new_with_config_rt(self.session_config(), runtime);
 
         let parquet_options = ctx.state().table_options().parquet.clone();
-        let spans = SpansTable::try_new(&self.location, parquet_options)?;
-        ctx.register_table("spans", Arc::new(spans))?;
+        let spans: Arc<dyn datafusion::catalog::TableProvider> = Arc::new(SpansTable::try_new(&self.location, parquet_options)?);
+        ctx.register_table("spans", Arc::clone(&spans))?;
         tracelake_udfs::register_all(&mut ctx)?;
+        tracelake_udfs::register_table_functions(&ctx, spans);
         for (_, sql) in ALL_VIEWS {
             ctx.sql(sql).await?;
         }
