@@ -165,10 +165,12 @@ fn from_comparison(column: &str, op: Operator, value: &ScalarValue) -> Vec<Expr>
                     col(c::DATE).gt_eq(date.clone()),
                     col(c::DATE).gt(date.clone()).or(same_day(Operator::GtEq)),
                 ],
-                Operator::Lt | Operator::LtEq => vec![
-                    col(c::DATE).lt_eq(date.clone()),
-                    col(c::DATE).lt(date.clone()).or(same_day(Operator::LtEq)),
-                ],
+                Operator::Lt | Operator::LtEq => {
+                    // `start_time < T` with T exactly on an hour boundary excludes T's hour.
+                    let on_boundary = nanos.rem_euclid(3_600_000_000_000) == 0;
+                    let hour_op = if op == Operator::Lt && on_boundary { Operator::Lt } else { Operator::LtEq };
+                    vec![col(c::DATE).lt_eq(date.clone()), col(c::DATE).lt(date.clone()).or(same_day(hour_op))]
+                }
                 Operator::Eq => vec![col(c::DATE).eq(date), col(c::HOUR).eq(hour)],
                 _ => vec![],
             }
@@ -219,6 +221,19 @@ mod tests {
         // Mirrored literal: T > start_time is start_time < T.
         let mirrored = implied_partition_filters(&ts(t).gt(col("start_time")));
         assert_eq!(mirrored[0], col("date").lt_eq(lit(ScalarValue::Date32(Some(17878)))));
+    }
+
+    #[test]
+    fn strict_upper_bound_on_an_hour_boundary_excludes_that_hour() {
+        // 2018-12-13T14:00:00Z
+        let t = 1_544_709_600_000_000_000;
+        let day = lit(ScalarValue::Date32(Some(17878)));
+        let lt = implied_partition_filters(&col("start_time").lt(ts(t)));
+        assert_eq!(lt[1], col("date").lt(day.clone()).or(col("date").eq(day.clone()).and(col("hour").lt(lit("14")))));
+        let lt_eq = implied_partition_filters(&col("start_time").lt_eq(ts(t)));
+        assert_eq!(lt_eq[1], col("date").lt(day.clone()).or(col("date").eq(day.clone()).and(col("hour").lt_eq(lit("14")))));
+        let off_boundary = implied_partition_filters(&col("start_time").lt(ts(t + 1)));
+        assert_eq!(off_boundary[1], col("date").lt(day.clone()).or(col("date").eq(day).and(col("hour").lt_eq(lit("14")))));
     }
 
     #[test]
