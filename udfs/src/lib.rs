@@ -9,12 +9,19 @@
 //! - [`percentile`]: `percentile(value, q)` — exact interpolated percentile (DuckDB's `quantile_cont`).
 //! - [`trace_tables`]: `trace_tree(trace_id)`, `critical_path(trace_id)`.
 //! - [`trace_aggregates`]: `critical_path_agg(...)`, `self_time_agg(...)` per trace.
+//! - [`latency_sketch`], [`sketch_merge`], [`sketch_quantile`]: `latency_sketch(value)`,
+//!   `sketch_merge(sketch)`, `sketch_quantile(sketch, q)` — mergeable quantile sketches (≤ 0.5 % error).
+//! - [`sketch`]: the sketch itself (DDSketch) and its byte format, without Arrow.
 //! - [`span_tree`]: the algorithms (tree, self time, critical path) without Arrow.
 //! - [`trace_columns`]: Arrow ⇄ span model conversions shared by the trace functions.
 #![warn(missing_docs)]
 
 pub mod attr;
+pub mod latency_sketch;
 pub mod percentile;
+pub mod sketch;
+pub mod sketch_merge;
+pub mod sketch_quantile;
 pub mod span_tree;
 pub mod trace_aggregates;
 pub mod trace_columns;
@@ -36,6 +43,9 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> datafusion::error::R
     registry.register_udaf(Arc::new(AggregateUDF::from(percentile::PercentileFunc::new())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(TraceAggFunc::new(TraceAggKind::CriticalPath))))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(TraceAggFunc::new(TraceAggKind::SelfTime))))?;
+    registry.register_udaf(Arc::new(AggregateUDF::from(latency_sketch::LatencySketchFunc::new())))?;
+    registry.register_udaf(Arc::new(AggregateUDF::from(sketch_merge::SketchMergeFunc::new())))?;
+    registry.register_udf(Arc::new(ScalarUDF::from(sketch_quantile::SketchQuantileFunc::new())))?;
     Ok(())
 }
 
