@@ -55,6 +55,10 @@ pub enum CliError {
     #[error("invalid workload configuration: {0}")]
     Gen(String),
 
+    /// The reader of our output went away (e.g. `| head`): not an error for the user.
+    #[error("output closed")]
+    BrokenPipe,
+
     /// Bad combination of flags.
     #[error("{0}")]
     Usage(String),
@@ -72,12 +76,19 @@ impl CliError {
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return CliError::BrokenPipe;
+        }
         CliError::Output(e.to_string())
     }
 }
 
 impl From<datafusion::arrow::error::ArrowError> for CliError {
     fn from(e: datafusion::arrow::error::ArrowError) -> Self {
-        CliError::Output(e.to_string())
+        match e {
+            datafusion::arrow::error::ArrowError::IoError(_, io) => io.into(),
+            other if other.to_string().contains("Broken pipe") => CliError::BrokenPipe,
+            other => CliError::Output(other.to_string()),
+        }
     }
 }

@@ -20,7 +20,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     match runtime.block_on(tracelake::commands::run(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) | Err(tracelake::CliError::BrokenPipe) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             std::process::ExitCode::from(e.exit_code())

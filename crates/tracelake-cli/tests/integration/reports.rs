@@ -1,7 +1,7 @@
 //! Every example report in `sql/reports/` runs on a generated workload, and the SLO report's
 //! numbers agree with a second, independent formulation.
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use tracelake::commands::generate::generate_into_store;
 use tracelake_gen::GenConfig;
@@ -71,4 +71,51 @@ async fn every_report_runs_on_a_generated_workload() {
         .as_primitive::<Float64Type>()
         .value(0);
     assert!((got - expected).abs() <= 1e-12 * expected.abs().max(1.0), "{got} vs {expected}");
+
+    // Daily p99 from merged hourly sketches is within the sketch's 0.5 % of the exact p99 at the
+    // same rank (the sketch estimates the value at rank floor(q·(n−1))).
+    let sketched = run(
+        &ctx,
+        "WITH hourly AS (SELECT service_name, span_name, hour, latency_sketch(duration_ns) AS sk FROM spans          WHERE span_kind = 'SERVER' GROUP BY 1, 2, 3)          SELECT service_name, span_name, sketch_quantile(sketch_merge(sk), 0.99) FROM hourly GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .await;
+    let exact = run(
+        &ctx,
+        "SELECT service_name, span_name, array_agg(duration_ns ORDER BY duration_ns) FROM spans          WHERE span_kind = 'SERVER' GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .await;
+    let sketched: Vec<f64> =
+        sketched.iter().flat_map(|b| b.column(2).as_primitive::<Float64Type>().values().to_vec()).collect();
+    let mut checked = 0;
+    for batch in &exact {
+        let lists = batch.column(2).as_list::<i32>();
+        for i in 0..lists.len() {
+            let values = lists.value(i);
+            let values = values.as_primitive::<Int64Type>();
+            let rank = (0.99 * (values.len() - 1) as f64).floor() as usize;
+            let want = values.value(rank) as f64;
+            let got = sketched[checked];
+            assert!((got - want).abs() <= 0.005 * want + 1e-9, "sketch p99 {got} vs exact {want}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, sketched.len());
+    assert!(checked > 20);
+
+    // The critical-path report's segments tile the slow traces: they add up to their durations.
+    let report = std::fs::read_to_string(repo_root().join("sql/reports/critical_path_slowest.sql")).expect("read");
+    let critical_ms: f64 = run(&ctx, &format!("SELECT sum(critical_ms) FROM ({report})")).await[0]
+        .column(0)
+        .as_primitive::<Float64Type>()
+        .value(0);
+    let slow_ms: f64 = run(
+        &ctx,
+        "WITH roots AS (SELECT duration_ns FROM spans WHERE parent_span_id IS NULL AND service_name = 'frontend'          AND span_name = 'POST /checkout')          SELECT CAST(sum(duration_ns) AS DOUBLE) / 1e6 FROM roots WHERE duration_ns >= (SELECT percentile(duration_ns, 0.99) FROM roots)",
+    )
+    .await[0]
+        .column(0)
+        .as_primitive::<Float64Type>()
+        .value(0);
+    assert!(slow_ms > 0.0);
+    assert!((critical_ms - slow_ms).abs() < 0.01, "{critical_ms} vs {slow_ms}");
 }
