@@ -6,6 +6,7 @@
 //! Ballista executors) calls both through the query crate's session builder.
 //!
 //! - [`attr`]: `attr(map, key)` — one attribute value from an attribute map.
+//! - [`is_root`]: `is_root(parent_span_id)` — true for root spans.
 //! - [`percentile`]: `percentile(value, q)` — exact interpolated percentile (DuckDB's `quantile_cont`).
 //! - [`trace_tables`]: `trace_tree(trace_id)`, `critical_path(trace_id)`.
 //! - [`trace_aggregates`]: `critical_path_agg(...)`, `self_time_agg(...)` per trace.
@@ -17,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod attr;
+pub mod is_root;
 pub mod latency_sketch;
 pub mod percentile;
 pub mod sketch;
@@ -40,6 +42,7 @@ use trace_tables::{TraceTableFunc, TraceTableKind};
 /// Registers the scalar and aggregate functions with `registry` (e.g. a `SessionContext`).
 pub fn register_all(registry: &mut dyn FunctionRegistry) -> datafusion::error::Result<()> {
     registry.register_udf(Arc::new(ScalarUDF::from(attr::AttrFunc::new())))?;
+    registry.register_udf(Arc::new(ScalarUDF::from(is_root::IsRootFunc::new())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(percentile::PercentileFunc::new())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(TraceAggFunc::new(TraceAggKind::CriticalPath))))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(TraceAggFunc::new(TraceAggKind::SelfTime))))?;

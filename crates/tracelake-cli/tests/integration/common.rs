@@ -22,11 +22,23 @@ pub fn repo_files(dir: &str, ext: &str) -> Vec<PathBuf> {
     files
 }
 
-/// A temporary store holding every hand-written fixture under `sql/fixtures/`.
+/// A temporary store holding every hand-written fixture directly under `sql/fixtures/`.
 pub async fn fixture_store() -> (tempfile::TempDir, DataLocation) {
+    fixture_store_with(None).await
+}
+
+/// Like [`fixture_store`], plus the fixtures in `sql/fixtures/<extra>/` when that exists (an
+/// `.slt` file named `<extra>.slt` gets its own extra traces without changing the others).
+pub async fn fixture_store_with(extra: Option<&str>) -> (tempfile::TempDir, DataLocation) {
     let dir = tempfile::tempdir().expect("tempdir");
     let location = DataLocation::open(dir.path().to_str().expect("utf8 path")).expect("open");
-    let files = repo_files("sql/fixtures", "json");
+    let mut files = repo_files("sql/fixtures", "json");
+    if let Some(extra) = extra {
+        let sub = format!("sql/fixtures/{extra}");
+        if repo_root().join(&sub).is_dir() {
+            files.extend(repo_files(&sub, "json"));
+        }
+    }
     let report = ingest_files(&location, &files, AcceptMode::AllOrNothing, false).await.expect("ingest");
     assert!(report.failed.is_empty(), "fixtures failed: {:?}", report.failed);
     (dir, location)

@@ -11,7 +11,7 @@ use datafusion::prelude::SessionContext;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
 use tracelake_query::{QueryPolicy, SessionBuilder, SessionOptions};
 
-use super::common::{fixture_store, repo_files};
+use super::common::{fixture_store_with, repo_files};
 
 struct Tracelake {
     ctx: SessionContext,
@@ -95,7 +95,8 @@ async fn sqllogictest_files() {
     assert!(!files.is_empty(), "no .slt files under sql/");
     let mut failures = Vec::new();
     for file in &files {
-        let (dir, location) = fixture_store().await;
+        let stem = file.file_stem().and_then(|s| s.to_str());
+        let (dir, location) = fixture_store_with(stem).await;
         let data_dir = dir.path().canonicalize().expect("canonical").display().to_string();
         // Fixed parallelism keeps EXPLAIN output stable across machines.
         let options = SessionOptions { target_partitions: Some(4), ..Default::default() };
