@@ -17,7 +17,8 @@ use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TablePr
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col, lit};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 
 use crate::span_tree::{SpanTree, critical_path, depth_first, self_times};
@@ -135,12 +136,18 @@ impl TableProvider for TraceTable {
 impl TraceTable {
     /// All spans of the trace, as one batch of the `spans` schema.
     async fn read_trace(&self, state: &dyn Session) -> Result<RecordBatch> {
+        // Plan through the session's optimizers (not `TableProvider::scan` directly): the
+        // physical filter pushdown is what hands the predicate to the Parquet reader, so that
+        // bloom filters and late materialisation skip everything but this trace.
         let filter = col("trace_id").eq(lit(self.trace_id.clone()));
-        let plan = self.spans.scan(state, None, std::slice::from_ref(&filter), None).await?;
+        let plan = LogicalPlanBuilder::scan("spans", provider_as_source(Arc::clone(&self.spans)), None)?
+            .filter(filter)?
+            .build()?;
+        let plan = state.create_physical_plan(&plan).await?;
         let batches = collect(plan, state.task_ctx()).await?;
         let schema = self.spans.schema();
         let all = concat_batches(&schema, &batches)?;
-        // The pushed-down filter may be inexact: keep exactly this trace's rows.
+        // Belt and braces: keep exactly this trace's rows.
         let Some(ids) = all.column_by_name("trace_id") else { return exec_err!("spans has no trace_id column") };
         let ids = datafusion::arrow::compute::cast(ids, &DataType::Utf8)?;
         let ids = ids.as_string::<i32>();
