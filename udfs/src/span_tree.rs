@@ -92,8 +92,11 @@ pub struct TreeRow {
     pub index: usize,
     /// Depth: 0 for roots, orphans, and spans of a parent cycle.
     pub depth: usize,
-    /// Indices of the spans from the top of its tree down to this span (inclusive).
-    pub path: Vec<usize>,
+    /// Position (in the walk's output) of the row of this span's parent, `None` at depth 0.
+    /// Follow it upwards to build the span's path.
+    pub parent_row: Option<usize>,
+    /// Row of the top (depth 0) span of this span's tree.
+    pub top_row: usize,
     /// Number of direct children.
     pub child_count: usize,
 }
@@ -126,23 +129,45 @@ fn walk_from(top: usize, tree: &SpanTree, visited: &mut [bool], rows: &mut Vec<T
     if visited[top] {
         return;
     }
-    // Explicit stack: traces can be 100k spans deep.
-    let mut stack: Vec<(usize, usize)> = vec![(top, 0)];
-    let mut path: Vec<usize> = Vec::new();
-    while let Some((node, depth)) = stack.pop() {
+    // Explicit stack: traces can be 100k spans deep. Entries: (span, depth, parent's row).
+    let mut stack: Vec<(usize, usize, Option<usize>)> = vec![(top, 0, None)];
+    while let Some((node, depth, parent_row)) = stack.pop() {
         if visited[node] {
             continue;
         }
         visited[node] = true;
-        path.truncate(depth);
-        path.push(node);
-        rows.push(TreeRow { index: node, depth, path: path.clone(), child_count: tree.children[node].len() });
+        let row = rows.len();
+        let top_row = parent_row.map_or(row, |p: usize| rows[p].top_row);
+        rows.push(TreeRow { index: node, depth, parent_row, top_row, child_count: tree.children[node].len() });
         for &child in tree.children[node].iter().rev() {
             if !visited[child] {
-                stack.push((child, depth + 1));
+                stack.push((child, depth + 1, Some(row)));
             }
         }
     }
+}
+
+/// Longest path (in spans) that [`path_of`] spells out in full; deeper paths keep the top span
+/// and the last `MAX_PATH_SPANS - 1` spans with `…` between, so a 100k-deep chain stays linear.
+pub const MAX_PATH_SPANS: usize = 32;
+
+/// The indices of the spans on row `row`'s path, top first (see [`MAX_PATH_SPANS`]); `None`
+/// marks the elided middle of a deeper path.
+pub fn path_of(rows: &[TreeRow], row: usize) -> Vec<Option<usize>> {
+    let mut up = Vec::new();
+    let mut current = Some(row);
+    while let Some(r) = current {
+        if up.len() == MAX_PATH_SPANS - 1 && rows[r].parent_row.is_some() {
+            // Too deep: elide the middle, but always show the top span.
+            up.push(None);
+            up.push(Some(rows[rows[r].top_row].index));
+            break;
+        }
+        up.push(Some(rows[r].index));
+        current = rows[r].parent_row;
+    }
+    up.reverse();
+    up
 }
 
 /// Self time of every span: its duration minus the union of its children's intervals, each
@@ -315,7 +340,8 @@ mod tests {
         let expected: Vec<(String, usize)> =
             [("root", 0), ("a", 1), ("b", 1), ("c", 2), ("d", 2)].iter().map(|(i, d)| (i.to_string(), *d)).collect();
         assert_eq!(ids(&spans, &rows), expected);
-        assert_eq!(rows[3].path.iter().map(|&i| spans[i].span_id.as_str()).collect::<Vec<_>>(), ["root", "b", "c"]);
+        let path: Vec<&str> = path_of(&rows, 3).iter().flatten().map(|&i| spans[i].span_id.as_str()).collect();
+        assert_eq!(path, ["root", "b", "c"]);
         assert_eq!(rows[0].child_count, 2);
         // By hand: root 100 − (30 + 40) = 30; a 30; b 40 − union([55,70],[60,85]) = 40 − 30 = 10; c 15; d 25.
         let st = self_times(&spans, &tree);
@@ -414,6 +440,33 @@ mod tests {
         assert_eq!(segs.iter().map(|g| g.end - g.start).sum::<i64>(), 10);
     }
 
+    #[test]
+    fn hundred_thousand_span_traces_are_fast_and_do_not_overflow() {
+        // A 100k-deep chain and a 100k-wide fan-out (each child inside its parent).
+        let n = 100_000;
+        let chain: Vec<SpanNode> = (0..n)
+            .map(|i| s(&i.to_string(), (i > 0).then(|| (i - 1).to_string()).as_deref(), i as i64, 2 * n as i64 - i as i64))
+            .collect();
+        let fan: Vec<SpanNode> = (0..n)
+            .map(|i| if i == 0 { s("0", None, 0, 10 * n as i64) } else { s(&i.to_string(), Some("0"), 10 * i as i64, 10 * i as i64 + 5) })
+            .collect();
+        for spans in [chain, fan] {
+            let started = std::time::Instant::now();
+            let tree = SpanTree::build(&spans);
+            let rows = depth_first(&spans, &tree);
+            let paths: usize = (0..rows.len()).map(|r| path_of(&rows, r).len()).sum();
+            let st = self_times(&spans, &tree);
+            let segs = critical_path(&spans, &tree);
+            let elapsed = started.elapsed();
+            assert_eq!(rows.len(), n);
+            assert!(paths <= n * (MAX_PATH_SPANS + 1));
+            assert_eq!(st.len(), n);
+            assert_eq!(segs.iter().map(|g| g.end - g.start).sum::<i64>(), spans[0].end - spans[0].start);
+            // Generous for an unoptimised build; release is ~20x faster (BENCHMARKS.md).
+            assert!(elapsed.as_secs_f64() < 10.0, "{elapsed:?}");
+        }
+    }
+
     /// Random valid trees: each span's parent is an earlier span; children lie inside parents.
     fn arb_tree() -> impl Strategy<Value = Vec<SpanNode>> {
         (1usize..60).prop_flat_map(|n| {
@@ -492,8 +545,9 @@ mod tests {
             let mut seen: Vec<usize> = rows.iter().map(|r| r.index).collect();
             seen.sort();
             prop_assert_eq!(seen, (0..spans.len()).collect::<Vec<_>>());
-            for r in &rows {
-                prop_assert_eq!(r.depth + 1, r.path.len());
+            for (i, r) in rows.iter().enumerate() {
+                let expected = if r.depth < MAX_PATH_SPANS { r.depth + 1 } else { MAX_PATH_SPANS + 1 };
+                prop_assert_eq!(path_of(&rows, i).len(), expected);
             }
         }
     }

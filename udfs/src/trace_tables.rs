@@ -21,7 +21,7 @@ use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col, lit};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 
-use crate::span_tree::{SpanTree, critical_path, depth_first, self_times};
+use crate::span_tree::{SpanTree, critical_path, depth_first, path_of, self_times};
 use crate::trace_columns::{segment_fields, span_nodes};
 
 /// Which table a [`TraceTableFunc`] produces.
@@ -167,8 +167,8 @@ fn tree_batch(spans: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let ordered = take_record_batch(spans, &order)?;
     let mut columns: Vec<ArrayRef> = ordered.columns().to_vec();
     columns.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.depth as i64))));
-    columns.push(Arc::new(StringArray::from_iter_values(rows.iter().map(|r| {
-        r.path.iter().map(|&i| nodes.names[i].as_str()).collect::<Vec<_>>().join(" > ")
+    columns.push(Arc::new(StringArray::from_iter_values((0..rows.len()).map(|r| {
+        path_of(&rows, r).iter().map(|i| i.map_or("…", |i| nodes.names[i].as_str())).collect::<Vec<_>>().join(" > ")
     }))));
     columns.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.child_count as i64))));
     columns.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| self_time[r.index]))));
