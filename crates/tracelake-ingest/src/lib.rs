@@ -3,8 +3,11 @@
 //! - [`wal`]: the write-ahead log — record batches are acknowledged only once they are on disk
 //!   (fsync, with group commit so concurrent requests share one fsync), replayed after a crash,
 //!   and dropped segment by segment once flushed to Parquet.
+//! - [`otlp_http`]: OTLP/HTTP request decoding (content types, gzip with a bound, size limits)
+//!   and `partial_success` responses, independent of the HTTP framework.
 
 pub mod error;
+pub mod otlp_http;
 pub mod wal;
 
 pub use error::{Error, Result};
