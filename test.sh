@@ -8,10 +8,10 @@ cd "$(dirname "$0")"
 TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 VENV="${TRACELAKE_VENV:-$PWD/.venv-test}"
 
-echo "== cargo build"
-cargo build --workspace --bins
-
-echo "== cargo test"
+# One cargo invocation: `cargo test` also builds the `tracelake` binary (its integration tests
+# need it), and a separate `cargo build` would resolve features without dev-dependencies and
+# compile DataFusion a second time.
+echo "== cargo test (also builds target/debug/tracelake)"
 cargo test --workspace
 
 echo "== python venv ($VENV)"
