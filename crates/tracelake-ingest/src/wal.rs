@@ -72,10 +72,18 @@ struct Append {
     ack: oneshot::Sender<std::result::Result<WalPosition, String>>,
 }
 
+/// Messages to the writer thread.
+enum Command {
+    Append(Append),
+    /// Close the current segment if it holds records; answer the newest segment that may hold
+    /// records (everything acknowledged so far is in segments ≤ it).
+    Rotate(oneshot::Sender<std::result::Result<u64, String>>),
+}
+
 /// A write-ahead log; cheap to clone and share between request handlers.
 #[derive(Clone)]
 pub struct Wal {
-    tx: mpsc::Sender<Append>,
+    tx: mpsc::Sender<Command>,
     dir: PathBuf,
     stats: Arc<WalStats>,
 }
@@ -117,12 +125,30 @@ impl Wal {
             return Err(Error::Closed(Some(format!("a batch of {} bytes is larger than a WAL record may be", payload.len()))));
         }
         let (ack, done) = oneshot::channel();
-        self.tx.send(Append { payload, ack }).await.map_err(|_| Error::Closed(None))?;
+        self.tx.send(Command::Append(Append { payload, ack })).await.map_err(|_| Error::Closed(None))?;
         match done.await {
             Ok(Ok(position)) => Ok(position),
             Ok(Err(reason)) => Err(Error::Closed(Some(reason))),
             Err(_) => Err(Error::Closed(None)),
         }
+    }
+
+    /// Closes the segment being written (if it holds records) and returns the newest segment
+    /// that may hold records: every append acknowledged before this call is in a segment ≤ it,
+    /// every later one in a segment after it.
+    pub async fn rotate(&self) -> Result<u64> {
+        let (ack, done) = oneshot::channel();
+        self.tx.send(Command::Rotate(ack)).await.map_err(|_| Error::Closed(None))?;
+        match done.await {
+            Ok(Ok(segment)) => Ok(segment),
+            Ok(Err(reason)) => Err(Error::Closed(Some(reason))),
+            Err(_) => Err(Error::Closed(None)),
+        }
+    }
+
+    /// The directory of the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Deletes every segment up to and including `segment` (their data is in Parquet now).
@@ -249,21 +275,55 @@ impl SegmentWriter {
         Ok(Self { dir: dir.to_path_buf(), segment, file, written: HEADER as u64, segment_bytes, stats })
     }
 
-    fn run(mut self, mut rx: mpsc::Receiver<Append>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         while let Some(first) = rx.blocking_recv() {
-            let mut group = vec![first];
-            while let Ok(more) = rx.try_recv() {
-                group.push(more);
+            let mut pending = Some(first);
+            // Group every append waiting right now (stopping at a rotation, handled in order).
+            while let Some(command) = pending.take() {
+                match command {
+                    Command::Rotate(ack) => {
+                        let result = self.rotate().map_err(|e| e.to_string());
+                        let failed = result.is_err();
+                        let _ = ack.send(result);
+                        if failed {
+                            return;
+                        }
+                    }
+                    Command::Append(first) => {
+                        let mut group = vec![first];
+                        while let Ok(more) = rx.try_recv() {
+                            match more {
+                                Command::Append(a) => group.push(a),
+                                rotate @ Command::Rotate(_) => {
+                                    pending = Some(rotate);
+                                    break;
+                                }
+                            }
+                        }
+                        let result = self.write_group(&group).map_err(|e| e.to_string());
+                        let failed = result.is_err();
+                        for append in group {
+                            let _ = append.ack.send(result.clone());
+                        }
+                        if failed {
+                            // Nothing after a failed write may be acknowledged: stop.
+                            return;
+                        }
+                    }
+                }
             }
-            let result = self.write_group(&group).map_err(|e| e.to_string());
-            let failed = result.is_err();
-            for append in group {
-                let _ = append.ack.send(result.clone());
-            }
-            if failed {
-                // Nothing after a failed write may be acknowledged: stop; callers see Closed.
-                return;
-            }
+        }
+    }
+
+    /// Starts a new segment if the current one holds records; returns the newest segment that
+    /// may hold records.
+    fn rotate(&mut self) -> Result<u64> {
+        if self.written > HEADER as u64 {
+            let closed = self.segment;
+            *self = Self::create(&self.dir, self.segment + 1, self.segment_bytes, Arc::clone(&self.stats))?;
+            Ok(closed)
+        } else {
+            Ok(self.segment.saturating_sub(1))
         }
     }
 
@@ -373,6 +433,20 @@ mod tests {
         drop(wal);
         let (_wal, replayed) = Wal::open(config).unwrap();
         assert_eq!(values(&replayed), vec![30, 31]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rotate_separates_acknowledged_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(WalConfig::new(dir.path())).unwrap();
+        assert_eq!(wal.rotate().await.unwrap(), 0, "nothing written yet");
+        let a = wal.append(&batch(1)).await.unwrap();
+        let closed = wal.rotate().await.unwrap();
+        assert_eq!(closed, a.segment);
+        let b = wal.append(&batch(2)).await.unwrap();
+        assert!(b.segment > closed);
+        assert_eq!(wal.rotate().await.unwrap(), b.segment);
+        assert_eq!(wal.rotate().await.unwrap(), b.segment, "empty segment: unchanged");
     }
 
     #[test]
