@@ -33,6 +33,14 @@ pub enum Error {
     #[error("write-ahead log record: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 
+    /// The request could not be converted.
+    #[error(transparent)]
+    Schema(tracelake_schema::Error),
+
+    /// Writing Parquet failed.
+    #[error(transparent)]
+    Store(#[from] tracelake_store::Error),
+
     /// The WAL writer has stopped (after an earlier I/O error, or at shutdown).
     #[error("write-ahead log is closed{}", .0.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     Closed(Option<String>),

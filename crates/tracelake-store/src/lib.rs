@@ -23,4 +23,5 @@ pub use error::{Error, Result};
 pub use layout::PartitionKey;
 pub use location::DataLocation;
 pub use table::SpansTable;
-pub use writer::SpanFileWriter;
+pub use partition::split_by_partition;
+pub use writer::{SpanFileWriter, WrittenFile};

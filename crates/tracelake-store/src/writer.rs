@@ -63,10 +63,21 @@ impl SpanFileWriter {
 
     /// Sorts, encodes and stores `batches` (all of partition `key`) as one new file.
     pub async fn write_partition(&self, key: &PartitionKey, batches: &[RecordBatch]) -> Result<WrittenFile> {
+        self.write_partition_as(key, batches, ulid::Ulid::new()).await
+    }
+
+    /// Like [`SpanFileWriter::write_partition`], with a chosen file name. Writing the same name
+    /// again replaces the file atomically — the basis of idempotent (exactly-once) flushes.
+    pub async fn write_partition_as(
+        &self,
+        key: &PartitionKey,
+        batches: &[RecordBatch],
+        name: ulid::Ulid,
+    ) -> Result<WrittenFile> {
         let partition = key.relative_dir();
         let encoded = encode_file(batches, self.zstd_level)
             .map_err(|source| Error::Parquet { partition: partition.clone(), source })?;
-        let path = key.file_path(self.location.prefix(), &ulid::Ulid::new().to_string());
+        let path = key.file_path(self.location.prefix(), &name.to_string());
         let bytes = encoded.bytes.len();
         self.location
             .store()
