@@ -5,11 +5,13 @@
 //!   and dropped segment by segment once flushed to Parquet.
 //! - [`flush`]: [`Ingester`] — convert, log, buffer, and flush whole WAL segments to Parquet
 //!   exactly once, also across crashes.
+//! - [`http`]: the OTLP/HTTP receiver (`POST /v1/traces`) as an axum router.
 //! - [`otlp_http`]: OTLP/HTTP request decoding (content types, gzip with a bound, size limits)
 //!   and `partial_success` responses, independent of the HTTP framework.
 
 pub mod error;
 pub mod flush;
+pub mod http;
 pub mod otlp_http;
 pub mod wal;
 
