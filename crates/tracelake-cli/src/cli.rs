@@ -24,6 +24,31 @@ pub enum Command {
     Gen(GenArgs),
     /// Generate a workload, ingest it, and print an SLO report: the 1-minute tour.
     Demo(DemoArgs),
+    /// Run the OTLP receivers (today: OTLP/HTTP) with a write-ahead log, flushing to Parquet.
+    Serve(ServeArgs),
+}
+
+/// `tracelake serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// OTLP/HTTP listen address (`POST /v1/traces`, `/health`, `/ready`).
+    #[arg(long, env = "TRACELAKE_OTLP_HTTP_ADDR", default_value = "127.0.0.1:4318")]
+    pub otlp_http_addr: String,
+    /// Write-ahead log directory (must be a local disk; default: `<data>/wal` for a local data
+    /// location).
+    #[arg(long, env = "TRACELAKE_WAL_DIR")]
+    pub wal_dir: Option<std::path::PathBuf>,
+    /// Flush buffered spans to Parquet at least this often (seconds).
+    #[arg(long, env = "TRACELAKE_FLUSH_INTERVAL_SECS", default_value_t = 30)]
+    pub flush_interval_secs: u64,
+    /// Flush early once this many spans are buffered.
+    #[arg(long, env = "TRACELAKE_FLUSH_ROWS", default_value_t = 1_000_000)]
+    pub flush_rows: usize,
+    /// Largest request body in bytes (also after decompression).
+    #[arg(long, env = "TRACELAKE_MAX_REQUEST_BYTES", default_value_t = 16 << 20)]
+    pub max_request_bytes: usize,
 }
 
 /// Where the data lives.

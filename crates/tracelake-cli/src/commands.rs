@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod generate;
 pub mod ingest;
+pub mod serve;
 pub mod sql;
 
 use crate::cli::{Cli, Command};
@@ -15,5 +16,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ingest(args) => ingest::run(args).await,
         Command::Gen(args) => generate::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
     }
 }

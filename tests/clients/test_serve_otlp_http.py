@@ -1,0 +1,94 @@
+"""`tracelake serve` receives spans from the real OpenTelemetry Python SDK over OTLP/HTTP,
+keeps every acknowledged span across `kill -9`, and flushes on SIGTERM."""
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import Status, StatusCode
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(tracelake, data, port):
+    proc = subprocess.Popen(
+        [tracelake.binary, "serve", "--data", str(data), "--otlp-http-addr", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"server did not become ready: {proc.stderr.read()}")
+
+
+def test_sdk_spans_survive_kill_9_exactly_once(tracelake, tmp_path):
+    data, port = tmp_path / "data", free_port()
+    server = start(tracelake, data, port)
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "py-svc", "service.version": "1.2.3"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces")))
+    tracer = provider.get_tracer("tracelake-test", "0.1")
+    with tracer.start_as_current_span("parent", attributes={"http.route": "/orders/{id}", "retries": 3}) as parent:
+        parent.add_event("cache-miss", {"key": "orders:42"})
+        with tracer.start_as_current_span("child") as child:
+            child.set_status(Status(StatusCode.ERROR, "db timeout"))
+    trace_id = format(parent.get_span_context().trace_id, "032x")
+    parent_id = format(parent.get_span_context().span_id, "016x")
+    provider.shutdown()  # SimpleSpanProcessor exported each span synchronously: both acknowledged
+
+    server.send_signal(signal.SIGKILL)
+    server.wait(timeout=10)
+
+    # Restart: the WAL is replayed; SIGTERM flushes everything and exits 0.
+    server = start(tracelake, data, port)
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=60) == 0, server.stderr.read()
+
+    rows = tracelake.sql_csv(
+        data,
+        "SELECT span_name, parent_span_id, status_code, status_message, span_attributes['retries'], "
+        "http_route, service_version, cardinality(events), scope_name "
+        f"FROM spans WHERE trace_id = '{trace_id}' ORDER BY span_name",
+    )
+    assert rows[1:] == [
+        ["child", parent_id, "ERROR", "db timeout", "", "", "1.2.3", "0", "tracelake-test"],
+        ["parent", "", "UNSET", "", "3", "/orders/{id}", "1.2.3", "1", "tracelake-test"],
+    ]
+    assert tracelake.sql_csv(data, "SELECT count(*) FROM spans")[1] == ["2"]
+
+
+def test_http_errors(tracelake, tmp_path):
+    port = free_port()
+    server = start(tracelake, tmp_path / "d", port)
+    try:
+        def post(body, content_type):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/traces", data=body,
+                                         headers={"Content-Type": content_type}, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    return r.status, r.read()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read()
+        assert post(b"x", "text/plain")[0] == 415
+        status, body = post(b"{oops", "application/json")
+        assert status == 400 and b"invalid OTLP JSON" in body
+        assert post(b"\xff\xff\xff", "application/x-protobuf")[0] == 400
+        assert post(b"\0" * (17 << 20), "application/x-protobuf")[0] == 413
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
