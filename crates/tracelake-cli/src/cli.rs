@@ -24,7 +24,7 @@ pub enum Command {
     Gen(GenArgs),
     /// Generate a workload, ingest it, and print an SLO report: the 1-minute tour.
     Demo(DemoArgs),
-    /// Run the OTLP receivers (today: OTLP/HTTP) with a write-ahead log, flushing to Parquet.
+    /// Run the OTLP receivers (gRPC and HTTP) with a write-ahead log, flushing to Parquet.
     Serve(ServeArgs),
 }
 
@@ -33,6 +33,9 @@ pub enum Command {
 pub struct ServeArgs {
     #[command(flatten)]
     pub data: DataArgs,
+    /// OTLP/gRPC listen address (`TraceService/Export`).
+    #[arg(long, env = "TRACELAKE_OTLP_GRPC_ADDR", default_value = "127.0.0.1:4317")]
+    pub otlp_grpc_addr: String,
     /// OTLP/HTTP listen address (`POST /v1/traces`, `/health`, `/ready`).
     #[arg(long, env = "TRACELAKE_OTLP_HTTP_ADDR", default_value = "127.0.0.1:4318")]
     pub otlp_http_addr: String,

@@ -1,7 +1,7 @@
-//! `tracelake serve`: OTLP/HTTP ingest with a write-ahead log, periodic flushes to Parquet, and
+//! `tracelake serve`: OTLP/gRPC and OTLP/HTTP ingest with a write-ahead log, periodic flushes to Parquet, and
 //! a graceful shutdown (SIGTERM/SIGINT: stop accepting, flush everything, exit 0).
 //!
-//! Issue #4 is in progress: OTLP/gRPC, Flight SQL and the HTTP query API join this verb next.
+//! Issue #4 is in progress: Flight SQL and the HTTP query API join this verb next.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
+use tracelake_ingest::grpc::otlp_grpc_service;
 use tracelake_ingest::http::otlp_http_router;
 use tracelake_ingest::{Ingester, WalConfig};
 use tracelake_store::DataLocation;
@@ -49,18 +50,43 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.otlp_http_addr)
         .await
         .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.otlp_http_addr)))?;
+    let grpc_listener = tokio::net::TcpListener::bind(&args.otlp_grpc_addr)
+        .await
+        .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.otlp_grpc_addr)))?;
+    // One shutdown signal for every listener.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let grpc = tonic::transport::Server::builder()
+        .add_service(otlp_grpc_service(Arc::clone(&ingester), args.max_request_bytes))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            stopped(stop_rx.clone()),
+        );
+    let grpc = tokio::spawn(grpc);
     let flusher = tokio::spawn(flush_loop(Arc::clone(&ingester), Duration::from_secs(args.flush_interval_secs.max(1)), args.flush_rows));
     ready.store(true, Ordering::SeqCst);
     eprintln!(
-        "tracelake serve: OTLP/HTTP on http://{}/v1/traces, data {location}, WAL {} ({} spans recovered)",
+        "tracelake serve: OTLP/gRPC on {}, OTLP/HTTP on http://{}/v1/traces, data {location}, WAL {} ({} spans recovered)",
+        args.otlp_grpc_addr,
         args.otlp_http_addr,
         wal_dir.display(),
         ingester.buffered_rows()
     );
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stopped(stop_rx))
         .await
-        .map_err(|e| CliError::Output(format!("server error: {e}")))?;
+        .map_err(|e| CliError::Output(format!("OTLP/HTTP server error: {e}")))?;
+    match grpc.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(CliError::Output(format!("OTLP/gRPC server error: {e}"))),
+        Err(e) => return Err(CliError::Output(format!("OTLP/gRPC server task failed: {e}"))),
+    }
     flusher.abort();
     let stats = ingester.flush().await.map_err(|e| CliError::Output(format!("final flush failed (spans stay in the WAL): {e}")))?;
     eprintln!("tracelake serve: stopped; final flush wrote {} span(s) in {} file(s)", stats.rows, stats.files);

@@ -1,5 +1,5 @@
-"""`tracelake serve` receives spans from the real OpenTelemetry Python SDK over OTLP/HTTP,
-keeps every acknowledged span across `kill -9`, and flushes on SIGTERM."""
+"""`tracelake serve` receives spans from the real OpenTelemetry Python SDK over OTLP/HTTP and
+OTLP/gRPC, keeps every acknowledged span across `kill -9`, and flushes on SIGTERM."""
 import signal
 import socket
 import subprocess
@@ -19,9 +19,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(tracelake, data, port):
+def start(tracelake, data, port, grpc_port=None):
+    grpc_port = grpc_port or free_port()
     proc = subprocess.Popen(
-        [tracelake.binary, "serve", "--data", str(data), "--otlp-http-addr", f"127.0.0.1:{port}"],
+        [tracelake.binary, "serve", "--data", str(data), "--otlp-http-addr", f"127.0.0.1:{port}",
+         "--otlp-grpc-addr", f"127.0.0.1:{grpc_port}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.time() + 30
@@ -92,3 +94,27 @@ def test_http_errors(tracelake, tmp_path):
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
+
+
+def test_sdk_grpc_exporter_with_gzip(tracelake, tmp_path):
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+    from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression
+
+    data, port, grpc_port = tmp_path / "data", free_port(), free_port()
+    server = start(tracelake, data, port, grpc_port)
+    provider = TracerProvider(resource=Resource.create({"service.name": "grpc-svc"}))
+    provider.add_span_processor(SimpleSpanProcessor(
+        GrpcExporter(endpoint=f"127.0.0.1:{grpc_port}", insecure=True, compression=Compression.Gzip)))
+    tracer = provider.get_tracer("grpc-test")
+    for i in range(5):
+        with tracer.start_as_current_span(f"op-{i}", attributes={"i": i, "ok": i % 2 == 0, "ratio": i / 4}):
+            pass
+    provider.shutdown()
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=60) == 0, server.stderr.read()
+    rows = tracelake.sql_csv(
+        data,
+        "SELECT span_name, span_attributes['i'], span_attributes['ok'], span_attributes['ratio'] "
+        "FROM spans WHERE service_name = 'grpc-svc' ORDER BY span_name",
+    )
+    assert rows[1:] == [[f"op-{i}", str(i), "true" if i % 2 == 0 else "false", repr(i / 4).rstrip("0").rstrip(".") if i % 4 else str(i // 4)] for i in range(5)]

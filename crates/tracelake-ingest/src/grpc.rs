@@ -1,0 +1,60 @@
+//! The OTLP/gRPC trace receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`
+//! (tonic; gzip accepted; message size bounded).
+//!
+//! Status codes as the OTLP specification gives them: invalid spans → OK with
+//! `partial_success`; a request that cannot be converted → `INVALID_ARGUMENT`; the write-ahead
+//! log cannot take data → `UNAVAILABLE` (retryable).
+
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tonic::codec::CompressionEncoding;
+use tonic::{Request, Response, Status};
+
+use crate::flush::Ingester;
+
+/// The gRPC `TraceService` over an [`Ingester`].
+pub struct GrpcReceiver {
+    ingester: Arc<Ingester>,
+}
+
+/// A tonic service for `TraceService/Export`, accepting gzip and messages up to `max_bytes`.
+pub fn otlp_grpc_service(ingester: Arc<Ingester>, max_bytes: usize) -> TraceServiceServer<GrpcReceiver> {
+    TraceServiceServer::new(GrpcReceiver { ingester })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(max_bytes)
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        match self.ingester.ingest(request.get_ref()).await {
+            Ok(outcome) => {
+                let partial_success = match outcome.rejected.as_slice() {
+                    [] => None,
+                    rejected => Some(ExportTracePartialSuccess {
+                        rejected_spans: i64::try_from(rejected.len()).unwrap_or(i64::MAX),
+                        error_message: match rejected {
+                            [only] => only.to_string(),
+                            [first, ..] => format!("{} spans refused; first: {first}", rejected.len()),
+                            [] => String::new(),
+                        },
+                    }),
+                };
+                Ok(Response::new(ExportTraceServiceResponse { partial_success }))
+            }
+            Err(crate::Error::Schema(e)) => Err(Status::invalid_argument(e.to_string())),
+            Err(e) => {
+                tracing::error!(error = %e, "ingest failed");
+                Err(Status::unavailable(format!("cannot store spans right now: {e}")))
+            }
+        }
+    }
+}
