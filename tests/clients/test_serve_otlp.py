@@ -118,3 +118,16 @@ def test_sdk_grpc_exporter_with_gzip(tracelake, tmp_path):
         "FROM spans WHERE service_name = 'grpc-svc' ORDER BY span_name",
     )
     assert rows[1:] == [[f"op-{i}", str(i), "true" if i % 2 == 0 else "false", repr(i / 4).rstrip("0").rstrip(".") if i % 4 else str(i // 4)] for i in range(5)]
+
+
+def test_gen_endpoint_sends_exactly_the_workload(tracelake, tmp_path):
+    data, port = tmp_path / "served", free_port()
+    server = start(tracelake, data, port)
+    tracelake.run("gen", "--spans", "3000", "--seed", "5", "--endpoint", f"http://127.0.0.1:{port}")
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=60) == 0, server.stderr.read()
+    direct = tmp_path / "direct"
+    tracelake.run("gen", "--spans", "3000", "--seed", "5", "--data", str(direct))
+    q = "SELECT count(*), count(DISTINCT span_id), sum(duration_ns), sum(cardinality(span_attributes)) FROM spans"
+    assert tracelake.sql_csv(data, q) == tracelake.sql_csv(direct, q)
+    assert tracelake.sql_csv(data, q)[1][0] == "3000"

@@ -126,8 +126,12 @@ pub struct GenArgs {
     #[arg(long, conflicts_with = "otlp_out")]
     pub data: Option<String>,
     /// Write OTLP files into this directory instead (one request per file).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "endpoint")]
     pub otlp_out: Option<PathBuf>,
+    /// Send the workload to a running OTLP/HTTP receiver instead, e.g. http://127.0.0.1:4318
+    /// (`/v1/traces` is appended unless given).
+    #[arg(long, conflicts_with = "data")]
+    pub endpoint: Option<String>,
     /// Encoding of files written with --otlp-out.
     #[arg(long, value_enum, default_value_t = OtlpFileFormat::Protobuf)]
     pub otlp_format: OtlpFileFormat,

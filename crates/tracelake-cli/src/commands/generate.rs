@@ -21,6 +21,12 @@ pub async fn run(args: GenArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let spans = config.spans;
     match (&args.data, &args.otlp_out) {
+        (None, None) if args.endpoint.is_some() => {
+            let endpoint = args.endpoint.clone().unwrap_or_default();
+            let sent = send_to_endpoint(config, &endpoint).await?;
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!("sent {sent} spans to {endpoint} in {secs:.1} s ({:.0} spans/s)", sent as f64 / secs.max(1e-9));
+        }
         (Some(data), None) => {
             let location = DataLocation::open(data)?;
             let stats = generate_into_store(config, &location, true).await?;
@@ -38,7 +44,11 @@ pub async fn run(args: GenArgs) -> Result<()> {
             let files = generate_files(config, dir, args.otlp_format)?;
             eprintln!("generated {spans} spans as {files} OTLP file(s) in {}", dir.display());
         }
-        _ => return Err(CliError::Usage("tracelake gen needs exactly one of --data DIR or --otlp-out DIR".into())),
+        _ => {
+            return Err(CliError::Usage(
+                "tracelake gen needs exactly one of --data DIR, --otlp-out DIR or --endpoint URL".into(),
+            ));
+        }
     }
     Ok(())
 }
@@ -131,4 +141,62 @@ pub fn generate_files(config: GenConfig, dir: &Path, format: OtlpFileFormat) -> 
     }
     bar.finish_and_clear();
     Ok(files)
+}
+
+/// Posts the workload to an OTLP/HTTP receiver as protobuf, one request at a time, retrying
+/// refusals that ask for it (429/503) and connection errors with backoff. Returns spans sent.
+pub async fn send_to_endpoint(config: GenConfig, endpoint: &str) -> Result<u64> {
+    let url = if endpoint.trim_end_matches('/').ends_with("/v1/traces") {
+        endpoint.to_owned()
+    } else {
+        format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+    };
+    let total = config.spans;
+    let generator = Generator::new(config).map_err(|e| CliError::Gen(e.to_string()))?;
+    let client = reqwest::Client::new();
+    let bar = progress::bar(total, "spans");
+    let mut sent = 0u64;
+    for request in generator {
+        let spans: usize = request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+        let body = request.encode_to_vec();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let response = client
+                .post(&url)
+                .header("content-type", "application/x-protobuf")
+                .body(body.clone())
+                .send()
+                .await;
+            let retry = match response {
+                Ok(r) if r.status().is_success() => {
+                    let bytes = r.bytes().await.map_err(|e| CliError::Output(format!("{url}: {e}")))?;
+                    let reply = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(bytes)
+                        .map_err(|e| CliError::Output(format!("{url}: invalid OTLP response: {e}")))?;
+                    if let Some(partial) = reply.partial_success.filter(|p| p.rejected_spans > 0) {
+                        return Err(CliError::Output(format!(
+                            "{url} refused {} span(s): {}",
+                            partial.rejected_spans, partial.error_message
+                        )));
+                    }
+                    break;
+                }
+                Ok(r) if matches!(r.status().as_u16(), 429 | 502 | 503 | 504) => format!("HTTP {}", r.status()),
+                Ok(r) => {
+                    let status = r.status();
+                    let text = r.text().await.unwrap_or_default();
+                    return Err(CliError::Output(format!("{url} answered {status}: {text}")));
+                }
+                Err(e) => e.to_string(),
+            };
+            if attempt >= 10 {
+                return Err(CliError::Output(format!("{url}: giving up after {attempt} attempts: {retry}")));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100 * 2u64.pow(attempt.min(6)))).await;
+        }
+        sent += spans as u64;
+        bar.inc(spans as u64);
+    }
+    bar.finish_and_clear();
+    Ok(sent)
 }
