@@ -131,3 +131,31 @@ def test_gen_endpoint_sends_exactly_the_workload(tracelake, tmp_path):
     q = "SELECT count(*), count(DISTINCT span_id), sum(duration_ns), sum(cardinality(span_attributes)) FROM spans"
     assert tracelake.sql_csv(data, q) == tracelake.sql_csv(direct, q)
     assert tracelake.sql_csv(data, q)[1][0] == "3000"
+
+
+def test_metrics_count_received_accepted_and_refused(tracelake, tmp_path):
+    port = free_port()
+    server = start(tracelake, tmp_path / "d", port)
+    try:
+        body = (
+            '{"resourceSpans":[{"scopeSpans":[{"spans":['
+            '{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"ok",'
+            '"startTimeUnixNano":"1705312800000000000","endTimeUnixNano":"1705312800000000001"},'
+            '{"traceId":"5b8efff798038103d269b633813fc6","spanId":"eee19b7ec3c1b175","name":"bad",'
+            '"startTimeUnixNano":"1705312800000000000","endTimeUnixNano":"1705312800000000001"}]}]}]}'
+        ).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/traces", data=body,
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+        assert samples["tracelake_spans_received_total"] == "2"
+        assert samples["tracelake_spans_accepted_total"] == "1"
+        assert samples['tracelake_spans_refused_total{reason="invalid"}'] == "1"
+        assert samples["tracelake_spans_buffered"] == "1"
+        assert int(samples["tracelake_wal_syncs_total"]) >= 1
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0

@@ -36,6 +36,26 @@ pub struct Ingester {
     gate: tokio::sync::RwLock<()>,
     flushing: tokio::sync::Mutex<()>,
     buffer: std::sync::Mutex<Vec<(u64, RecordBatch)>>,
+    counters: IngestCounters,
+}
+
+/// Ingest counters, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    /// Spans received (accepted + refused).
+    pub received: std::sync::atomic::AtomicU64,
+    /// Spans made durable.
+    pub accepted: std::sync::atomic::AtomicU64,
+    /// Spans refused as invalid.
+    pub refused_invalid: std::sync::atomic::AtomicU64,
+    /// Spans refused because the WAL could not take them.
+    pub refused_unavailable: std::sync::atomic::AtomicU64,
+    /// Spans written to Parquet.
+    pub flushed: std::sync::atomic::AtomicU64,
+    /// Completed flushes and their total duration.
+    pub flushes: std::sync::atomic::AtomicU64,
+    /// Sum of flush durations in microseconds.
+    pub flush_micros: std::sync::atomic::AtomicU64,
 }
 
 impl Ingester {
@@ -64,17 +84,29 @@ impl Ingester {
             gate: tokio::sync::RwLock::new(()),
             flushing: tokio::sync::Mutex::new(()),
             buffer: std::sync::Mutex::new(buffer),
+            counters: IngestCounters::default(),
         })
     }
 
     /// Converts, logs (durably) and buffers a request; returns once accepted spans are durable.
     pub async fn ingest(&self, request: &ExportTraceServiceRequest) -> Result<IngestOutcome> {
+        use std::sync::atomic::Ordering::Relaxed;
         let conversion = convert_request(request, AcceptMode::Partial).map_err(Error::Schema)?;
         let accepted = conversion.batch.num_rows();
+        let c = &self.counters;
+        c.received.fetch_add((accepted + conversion.rejected.len()) as u64, Relaxed);
+        c.refused_invalid.fetch_add(conversion.rejected.len() as u64, Relaxed);
         if accepted > 0 {
             let _shared = self.gate.read().await;
-            let position = self.wal.append(&conversion.batch).await?;
+            let position = match self.wal.append(&conversion.batch).await {
+                Ok(p) => p,
+                Err(e) => {
+                    c.refused_unavailable.fetch_add(accepted as u64, Relaxed);
+                    return Err(e);
+                }
+            };
             self.lock_buffer().push((position.segment, conversion.batch));
+            c.accepted.fetch_add(accepted as u64, Relaxed);
         }
         Ok(IngestOutcome { accepted, rejected: conversion.rejected })
     }
@@ -102,13 +134,56 @@ impl Ingester {
         if batches.is_empty() {
             return Ok(WriteStats::default());
         }
+        let started = std::time::Instant::now();
         write_marker(self.wal.dir(), segment, "pending", &time_ms.to_string())?;
         let stats = write_flush(&self.writer, segment, time_ms, &batches).await?;
         write_marker(self.wal.dir(), segment, "done", "")?;
         self.lock_buffer().retain(|(s, _)| *s > segment);
         self.wal.remove_through(segment)?;
         remove_markers(self.wal.dir(), segment)?;
+        use std::sync::atomic::Ordering::Relaxed;
+        self.counters.flushed.fetch_add(stats.rows as u64, Relaxed);
+        self.counters.flushes.fetch_add(1, Relaxed);
+        self.counters.flush_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         Ok(stats)
+    }
+
+    /// Prometheus text exposition of the ingest counters and WAL state.
+    pub fn metrics_text(&self) -> String {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.counters;
+        let wal = self.wal.stats();
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        metric("tracelake_spans_received_total", "counter", "Spans received over OTLP.", &[("", c.received.load(Relaxed))]);
+        metric("tracelake_spans_accepted_total", "counter", "Spans made durable (acknowledged).", &[("", c.accepted.load(Relaxed))]);
+        metric(
+            "tracelake_spans_refused_total",
+            "counter",
+            "Spans refused, by reason.",
+            &[
+                ("{reason=\"invalid\"}", c.refused_invalid.load(Relaxed)),
+                ("{reason=\"unavailable\"}", c.refused_unavailable.load(Relaxed)),
+            ],
+        );
+        metric("tracelake_spans_flushed_total", "counter", "Spans written to Parquet.", &[("", c.flushed.load(Relaxed))]);
+        metric("tracelake_spans_buffered", "gauge", "Spans acknowledged and not yet in Parquet.", &[("", self.buffered_rows() as u64)]);
+        metric("tracelake_flushes_total", "counter", "Completed flushes.", &[("", c.flushes.load(Relaxed))]);
+        metric("tracelake_wal_records_total", "counter", "Records written to the WAL.", &[("", wal.records.load(Relaxed))]);
+        metric("tracelake_wal_syncs_total", "counter", "WAL fsyncs (group commits).", &[("", wal.syncs.load(Relaxed))]);
+        metric("tracelake_wal_bytes_total", "counter", "Bytes written to the WAL.", &[("", wal.bytes.load(Relaxed))]);
+        let _ = writeln!(
+            out,
+            "# HELP tracelake_flush_seconds_total Time spent flushing to Parquet.\n# TYPE tracelake_flush_seconds_total counter\ntracelake_flush_seconds_total {}",
+            c.flush_micros.load(Relaxed) as f64 / 1e6
+        );
+        out
     }
 
     fn lock_buffer(&self) -> std::sync::MutexGuard<'_, Vec<(u64, RecordBatch)>> {

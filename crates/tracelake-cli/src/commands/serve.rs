@@ -35,6 +35,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .merge(otlp_http_router(Arc::clone(&ingester), args.max_request_bytes))
         .route("/health", get(|| async { "ok" }))
         .route(
+            "/metrics",
+            get({
+                let ingester = Arc::clone(&ingester);
+                move || async move {
+                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], ingester.metrics_text())
+                }
+            }),
+        )
+        .route(
             "/ready",
             get({
                 let ready = Arc::clone(&ready);
