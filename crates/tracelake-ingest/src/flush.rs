@@ -27,6 +27,17 @@ pub struct IngestOutcome {
     pub rejected: Vec<SpanRejection>,
 }
 
+impl IngestOutcome {
+    /// The `partial_success.error_message` for the refused spans (empty when none).
+    pub fn refusal_message(&self) -> String {
+        match self.rejected.as_slice() {
+            [] => String::new(),
+            [only] => only.to_string(),
+            [first, ..] => format!("{} spans refused; first: {first}", self.rejected.len()),
+        }
+    }
+}
+
 /// Durable ingest into one data location.
 pub struct Ingester {
     wal: Wal,

@@ -37,17 +37,10 @@ impl TraceService for GrpcReceiver {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         match self.ingester.ingest(request.get_ref()).await {
             Ok(outcome) => {
-                let partial_success = match outcome.rejected.as_slice() {
-                    [] => None,
-                    rejected => Some(ExportTracePartialSuccess {
-                        rejected_spans: i64::try_from(rejected.len()).unwrap_or(i64::MAX),
-                        error_message: match rejected {
-                            [only] => only.to_string(),
-                            [first, ..] => format!("{} spans refused; first: {first}", rejected.len()),
-                            [] => String::new(),
-                        },
-                    }),
-                };
+                let partial_success = (!outcome.rejected.is_empty()).then(|| ExportTracePartialSuccess {
+                    rejected_spans: i64::try_from(outcome.rejected.len()).unwrap_or(i64::MAX),
+                    error_message: outcome.refusal_message(),
+                });
                 Ok(Response::new(ExportTraceServiceResponse { partial_success }))
             }
             Err(crate::Error::Schema(e)) => Err(Status::invalid_argument(e.to_string())),

@@ -55,12 +55,7 @@ async fn export_traces(State(state): State<ReceiverState>, headers: HeaderMap, b
         };
     match state.ingester.ingest(&request).await {
         Ok(outcome) => {
-            let message = match outcome.rejected.as_slice() {
-                [] => String::new(),
-                [only] => only.to_string(),
-                [first, ..] => format!("{} spans refused; first: {first}", outcome.rejected.len()),
-            };
-            let body = encode_response(encoding, outcome.rejected.len(), &message);
+            let body = encode_response(encoding, outcome.rejected.len(), &outcome.refusal_message());
             ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
         }
         Err(crate::Error::Schema(e)) => error_response(encoding, 400, &e.to_string()),

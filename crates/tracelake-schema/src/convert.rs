@@ -48,17 +48,17 @@ pub fn convert_request(request: &ExportTraceServiceRequest, mode: AcceptMode) ->
 
 /// Converts a list of `ResourceSpans` (the body of a request).
 pub fn convert_resource_spans(resource_spans: &[ResourceSpans], mode: AcceptMode) -> Result<Conversion> {
-    let capacity = resource_spans
-        .iter()
-        .flat_map(|r| r.scope_spans.iter())
-        .map(|s| s.spans.len())
-        .sum();
-    let mut builder = SpanBatchBuilder::with_capacity(capacity);
+    let mut builder = SpanBatchBuilder::with_capacity(span_count(resource_spans));
     let rejected = builder.append_resource_spans(resource_spans);
     if mode == AcceptMode::AllOrNothing && !rejected.is_empty() {
         return Err(Error::InvalidSpans(rejected));
     }
     Ok(Conversion { batch: builder.finish()?, rejected })
+}
+
+/// Number of spans in a request body.
+pub fn span_count(resource_spans: &[ResourceSpans]) -> usize {
+    resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum()
 }
 
 /// Accumulates spans into Arrow builders for the `spans` schema.

@@ -14,7 +14,7 @@ pub mod decode;
 pub mod error;
 pub mod schema;
 
-pub use convert::{AcceptMode, Conversion, SpanBatchBuilder, convert_request};
+pub use convert::{AcceptMode, Conversion, SpanBatchBuilder, convert_request, span_count};
 pub use decode::{PayloadFormat, decode_payload};
 pub use error::{Error, Result, SpanRejection};
 pub use schema::spans_schema;

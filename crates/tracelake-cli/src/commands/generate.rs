@@ -4,7 +4,7 @@ use std::path::Path;
 
 use prost::Message;
 use tracelake_gen::{GenConfig, Generator, Regression};
-use tracelake_schema::SpanBatchBuilder;
+use tracelake_schema::{SpanBatchBuilder, span_count};
 use tracelake_store::{DataLocation, PartitionedBuffer, SpanFileWriter, WriteStats};
 
 use crate::cli::{GenArgs, OtlpFileFormat};
@@ -126,7 +126,7 @@ pub fn generate_files(config: GenConfig, dir: &Path, format: OtlpFileFormat) -> 
     let bar = progress::bar(total, "spans");
     let mut files = 0;
     for (i, request) in generator.enumerate() {
-        let spans: usize = request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+        let spans = span_count(&request.resource_spans);
         let (name, bytes) = match format {
             OtlpFileFormat::Protobuf => (format!("request-{i:06}.pb"), request.encode_to_vec()),
             OtlpFileFormat::Json => (
@@ -157,7 +157,7 @@ pub async fn send_to_endpoint(config: GenConfig, endpoint: &str) -> Result<u64> 
     let bar = progress::bar(total, "spans");
     let mut sent = 0u64;
     for request in generator {
-        let spans: usize = request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+        let spans = span_count(&request.resource_spans);
         let body = request.encode_to_vec();
         let mut attempt = 0u32;
         loop {

@@ -138,16 +138,13 @@ fn load_file(path: &Path, mode: AcceptMode) -> std::result::Result<(Vec<RecordBa
 
 fn read_maybe_gzipped(path: &Path) -> std::result::Result<Vec<u8>, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let mut head = [0u8; 2];
-    let gzipped = {
-        let mut f = &file;
-        let n = f.read(&mut head).map_err(|e| format!("cannot read: {e}"))?;
-        n == 2 && head == [0x1f, 0x8b]
-    };
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let mut bytes = Vec::new();
+    // Peek at the first bytes through the buffer instead of opening the file twice.
+    let mut buffered = std::io::BufReader::new(file);
+    let head = std::io::BufRead::fill_buf(&mut buffered).map_err(|e| format!("cannot read: {e}"))?;
+    let gzipped = head.starts_with(&[0x1f, 0x8b]);
     let reader: Box<dyn Read> =
-        if gzipped { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
+        if gzipped { Box::new(flate2::read::MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
+    let mut bytes = Vec::new();
     reader
         .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
