@@ -28,30 +28,53 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
-/// `tracelake serve`.
+/// `tracelake serve`. Every setting can also come from a TOML file (`--config`) or a
+/// `TRACELAKE_*` variable; flags win over variables, variables over the file. Defaults are
+/// listed by `--print-config` and in docs/configuration.md.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    #[command(flatten)]
-    pub data: DataArgs,
-    /// OTLP/gRPC listen address (`TraceService/Export`).
-    #[arg(long, env = "TRACELAKE_OTLP_GRPC_ADDR", default_value = "127.0.0.1:4317")]
-    pub otlp_grpc_addr: String,
-    /// OTLP/HTTP listen address (`POST /v1/traces`, `/health`, `/ready`).
-    #[arg(long, env = "TRACELAKE_OTLP_HTTP_ADDR", default_value = "127.0.0.1:4318")]
-    pub otlp_http_addr: String,
-    /// Write-ahead log directory (must be a local disk; default: `<data>/wal` for a local data
-    /// location).
+    /// TOML configuration file (keys as the flags, with underscores).
+    #[arg(long, env = "TRACELAKE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Data location: a local directory or s3://bucket/prefix [default: ./tracelake-data].
+    #[arg(long, env = "TRACELAKE_DATA")]
+    pub data: Option<String>,
+    /// OTLP/gRPC listen address (`TraceService/Export`) [default: 127.0.0.1:4317].
+    #[arg(long, env = "TRACELAKE_OTLP_GRPC_ADDR")]
+    pub otlp_grpc_addr: Option<String>,
+    /// OTLP/HTTP listen address (`POST /v1/traces`, `/metrics`, `/health`, `/ready`) [default: 127.0.0.1:4318].
+    #[arg(long, env = "TRACELAKE_OTLP_HTTP_ADDR")]
+    pub otlp_http_addr: Option<String>,
+    /// Write-ahead log directory, on a local disk [default: <data>/wal].
     #[arg(long, env = "TRACELAKE_WAL_DIR")]
-    pub wal_dir: Option<std::path::PathBuf>,
-    /// Flush buffered spans to Parquet at least this often (seconds).
-    #[arg(long, env = "TRACELAKE_FLUSH_INTERVAL_SECS", default_value_t = 30)]
-    pub flush_interval_secs: u64,
-    /// Flush early once this many spans are buffered.
-    #[arg(long, env = "TRACELAKE_FLUSH_ROWS", default_value_t = 1_000_000)]
-    pub flush_rows: usize,
-    /// Largest request body in bytes (also after decompression).
-    #[arg(long, env = "TRACELAKE_MAX_REQUEST_BYTES", default_value_t = 16 << 20)]
-    pub max_request_bytes: usize,
+    pub wal_dir: Option<PathBuf>,
+    /// Share one fsync between all requests waiting for it (false: one fsync per request) [default: true].
+    #[arg(long, env = "TRACELAKE_WAL_GROUP_COMMIT")]
+    pub wal_group_commit: Option<bool>,
+    /// Flush buffered spans to Parquet at least this often, in seconds [default: 30].
+    #[arg(long, env = "TRACELAKE_FLUSH_INTERVAL_SECS")]
+    pub flush_interval_secs: Option<u64>,
+    /// Flush as soon as buffered spans take this many bytes of memory [default: 134217728 = 128 MiB].
+    #[arg(long, env = "TRACELAKE_FLUSH_BYTES")]
+    pub flush_bytes: Option<usize>,
+    /// Memory limit of buffered spans; above it requests get 429 / RESOURCE_EXHAUSTED [default: 536870912 = 512 MiB].
+    #[arg(long, env = "TRACELAKE_MAX_BUFFERED_BYTES")]
+    pub max_buffered_bytes: Option<usize>,
+    /// Largest request body in bytes, also after decompression [default: 16777216 = 16 MiB].
+    #[arg(long, env = "TRACELAKE_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Seconds a client has to send a request's headers, and then its body [default: 30].
+    #[arg(long, env = "TRACELAKE_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
+    /// Attributes kept per attribute list (resource, span, event, link); the rest are dropped [default: 256].
+    #[arg(long, env = "TRACELAKE_MAX_ATTRIBUTES")]
+    pub max_attributes: Option<usize>,
+    /// Longest attribute value in bytes; longer ones are truncated [default: 65536].
+    #[arg(long, env = "TRACELAKE_MAX_ATTRIBUTE_VALUE_BYTES")]
+    pub max_attribute_value_bytes: Option<usize>,
 }
 
 /// Where the data lives.

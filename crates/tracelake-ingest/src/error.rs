@@ -41,6 +41,15 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] tracelake_store::Error),
 
+    /// The buffer of acknowledged, unflushed spans is at its memory limit: retry later.
+    #[error("ingest buffer is full ({buffered_bytes} of {limit} bytes held until the next flush); retry later")]
+    Overloaded {
+        /// Bytes buffered now.
+        buffered_bytes: usize,
+        /// The limit (`max_buffered_bytes`).
+        limit: usize,
+    },
+
     /// The WAL writer has stopped (after an earlier I/O error, or at shutdown).
     #[error("write-ahead log is closed{}", .0.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     Closed(Option<String>),

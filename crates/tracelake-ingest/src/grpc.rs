@@ -2,8 +2,9 @@
 //! (tonic; gzip accepted; message size bounded).
 //!
 //! Status codes as the OTLP specification gives them: invalid spans → OK with
-//! `partial_success`; a request that cannot be converted → `INVALID_ARGUMENT`; the write-ahead
-//! log cannot take data → `UNAVAILABLE` (retryable).
+//! `partial_success`; a request that cannot be converted → `INVALID_ARGUMENT`; the buffer is
+//! at its memory limit → `RESOURCE_EXHAUSTED` with a `google.rpc.RetryInfo` (OTLP exporters
+//! retry only when it is present); the write-ahead log cannot take data → `UNAVAILABLE`.
 
 use std::sync::Arc;
 
@@ -12,9 +13,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use tonic::codec::CompressionEncoding;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::flush::Ingester;
+use crate::ingester::Ingester;
 
 /// The gRPC `TraceService` over an [`Ingester`].
 pub struct GrpcReceiver {
@@ -35,7 +37,8 @@ impl TraceService for GrpcReceiver {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        match self.ingester.ingest(request.get_ref()).await {
+        let bytes = prost::Message::encoded_len(request.get_ref());
+        match self.ingester.ingest(request.get_ref(), bytes).await {
             Ok(outcome) => {
                 let partial_success = (!outcome.rejected.is_empty()).then(|| ExportTracePartialSuccess {
                     rejected_spans: i64::try_from(outcome.rejected.len()).unwrap_or(i64::MAX),
@@ -44,6 +47,11 @@ impl TraceService for GrpcReceiver {
                 Ok(Response::new(ExportTraceServiceResponse { partial_success }))
             }
             Err(crate::Error::Schema(e)) => Err(Status::invalid_argument(e.to_string())),
+            Err(e @ crate::Error::Overloaded { .. }) => Err(Status::with_error_details(
+                Code::ResourceExhausted,
+                e.to_string(),
+                ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(1))),
+            )),
             Err(e) => {
                 tracing::error!(error = %e, "ingest failed");
                 Err(Status::unavailable(format!("cannot store spans right now: {e}")))

@@ -3,37 +3,55 @@
 //!
 //! Errors are OTLP-style: a `google.rpc.Status` (code + message) in the request's encoding —
 //! protobuf for `application/x-protobuf`, JSON otherwise — with the HTTP status of
-//! [`crate::otlp_http`]; 503 with `Retry-After` when the write-ahead log cannot take data.
+//! [`crate::otlp_http`]; 429 with `Retry-After` when the buffer is at its memory limit, 503
+//! with `Retry-After` when the write-ahead log cannot take data, 408 when the body does not
+//! arrive in time.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use futures::StreamExt;
 use prost::Message;
 
-use crate::flush::Ingester;
+use crate::ingester::Ingester;
 use crate::otlp_http::{OtlpEncoding, decode_request, encode_response};
 
 /// Default largest request body (after decompression too): 16 MiB.
 pub const DEFAULT_MAX_BODY: usize = 16 << 20;
 
+/// Settings of the OTLP/HTTP receiver.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpReceiverConfig {
+    /// Largest body, compressed and after decompression (413 above it).
+    pub max_body: usize,
+    /// Time allowed to receive a whole body (408 after it): a slow sender cannot hold a
+    /// request open indefinitely.
+    pub body_timeout: Duration,
+}
+
+impl Default for HttpReceiverConfig {
+    fn default() -> Self {
+        Self { max_body: DEFAULT_MAX_BODY, body_timeout: Duration::from_secs(30) }
+    }
+}
+
 #[derive(Clone)]
 struct ReceiverState {
     ingester: Arc<Ingester>,
-    max_body: usize,
+    config: HttpReceiverConfig,
 }
 
-/// `POST /v1/traces` into `ingester`, refusing bodies over `max_body` bytes (413).
-pub fn otlp_http_router(ingester: Arc<Ingester>, max_body: usize) -> Router {
+/// `POST /v1/traces` into `ingester`.
+pub fn otlp_http_router(ingester: Arc<Ingester>, config: HttpReceiverConfig) -> Router {
     Router::new()
-        .route("/v1/traces", post(export_traces))
-        // axum answers 413 itself for bodies over the limit (+1 lets our own check name it).
-        .layer(DefaultBodyLimit::max(max_body.saturating_add(1)))
-        .with_state(ReceiverState { ingester, max_body })
+        .route("/v1/traces", post(export_traces).fallback(method_not_allowed))
+        .with_state(ReceiverState { ingester, config })
 }
 
 /// `google.rpc.Status`, as OTLP/HTTP error bodies carry it.
@@ -45,32 +63,78 @@ struct RpcStatus {
     message: String,
 }
 
-async fn export_traces(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn method_not_allowed(method: Method) -> Response {
+    let mut response = error_response(OtlpEncoding::Json, 405, &format!("{method} is not allowed on /v1/traces: use POST"));
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
+/// A 404 in the OTLP error format, for any path the server does not serve.
+pub async fn not_found(uri: axum::http::Uri) -> Response {
+    error_response(OtlpEncoding::Json, 404, &format!("no such endpoint: {}", uri.path()))
+}
+
+async fn export_traces(State(state): State<ReceiverState>, headers: HeaderMap, body: Body) -> Response {
     let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let reply_encoding = OtlpEncoding::from_content_type(header_str(header::CONTENT_TYPE)).unwrap_or(OtlpEncoding::Json);
+    let max = state.config.max_body;
+    let body = match read_body(body, max, state.config.body_timeout).await {
+        Ok(body) => body,
+        Err((status, message)) => return error_response(reply_encoding, status, &message),
+    };
     let (encoding, request) =
-        match decode_request(header_str(header::CONTENT_TYPE), header_str(header::CONTENT_ENCODING), &body, state.max_body) {
+        match decode_request(header_str(header::CONTENT_TYPE), header_str(header::CONTENT_ENCODING), &body, max) {
             Ok(decoded) => decoded,
             Err(e) => return error_response(reply_encoding, e.status, &e.message),
         };
-    match state.ingester.ingest(&request).await {
+    match state.ingester.ingest(&request, body.len()).await {
         Ok(outcome) => {
             let body = encode_response(encoding, outcome.rejected.len(), &outcome.refusal_message());
             ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
         }
         Err(crate::Error::Schema(e)) => error_response(encoding, 400, &e.to_string()),
+        Err(e @ crate::Error::Overloaded { .. }) => retry_later(encoding, 429, &e.to_string()),
         Err(e) => {
             tracing::error!(error = %e, "ingest failed");
-            let mut response = error_response(encoding, 503, &format!("cannot store spans right now: {e}"));
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            response
+            retry_later(encoding, 503, &format!("cannot store spans right now: {e}"))
         }
     }
 }
 
+/// Reads at most `max` bytes within `timeout`.
+async fn read_body(body: Body, max: usize, timeout: Duration) -> Result<Vec<u8>, (u16, String)> {
+    let read = async {
+        let mut out = Vec::new();
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| (400, format!("could not read the request body: {e}")))?;
+            if out.len() + chunk.len() > max {
+                return Err((413, format!("request body exceeds the limit of {max} bytes")));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(result) => result,
+        Err(_) => Err((408, format!("request body not received within {} s", timeout.as_secs_f64()))),
+    }
+}
+
+/// A retryable refusal with `Retry-After` (seconds), as the OTLP/HTTP spec asks for 429/503.
+fn retry_later(encoding: OtlpEncoding, status: u16, message: &str) -> Response {
+    let mut response = error_response(encoding, status, message);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 fn error_response(encoding: OtlpEncoding, status: u16, message: &str) -> Response {
-    // gRPC codes: INVALID_ARGUMENT for client errors, UNAVAILABLE otherwise.
-    let code = if (400..500).contains(&status) { 3 } else { 14 };
+    // gRPC codes: INVALID_ARGUMENT for client errors, RESOURCE_EXHAUSTED for 429, UNAVAILABLE otherwise.
+    let code = match status {
+        429 => 8,
+        400..=499 => 3,
+        _ => 14,
+    };
     let status_code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
     let body = match encoding {
         OtlpEncoding::Protobuf => RpcStatus { code, message: message.to_owned() }.encode_to_vec(),
@@ -96,8 +160,9 @@ mod tests {
     async fn app() -> (Router, Arc<Ingester>, tempfile::TempDir, tempfile::TempDir) {
         let (data, wal) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let location = DataLocation::open(data.path().to_str().unwrap()).unwrap();
-        let ingester = Arc::new(Ingester::open(location, WalConfig::new(wal.path())).await.unwrap());
-        (otlp_http_router(Arc::clone(&ingester), 1 << 16), ingester, data, wal)
+        let ingester = Arc::new(Ingester::open(location, WalConfig::new(wal.path()), Default::default()).await.unwrap());
+        let config = HttpReceiverConfig { max_body: 1 << 16, body_timeout: Duration::from_millis(300) };
+        (otlp_http_router(Arc::clone(&ingester), config), ingester, data, wal)
     }
 
     async fn post(app: &Router, content_type: &str, body: impl Into<Body>) -> (StatusCode, String) {
@@ -122,11 +187,30 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body.contains("invalid OTLP JSON"), "{body}");
         assert_eq!(post(&app, "text/plain", "x").await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        assert_eq!(post(&app, "application/x-protobuf", vec![0u8; 1 << 17]).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+        let (status, body) = post(&app, "application/x-protobuf", vec![0u8; 1 << 17]).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let rpc = RpcStatus::decode(body.as_bytes()).unwrap_or_default();
+        assert_eq!((rpc.code, rpc.message.as_str()), (3, "request body exceeds the limit of 65536 bytes"));
         let (status, body) = post(&app, "application/x-protobuf", vec![0xffu8, 0xff, 0xff]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         let rpc = RpcStatus::decode(body.as_bytes()).unwrap_or_default();
         assert_eq!(rpc.code, 3);
         assert_eq!(ingester.buffered_rows(), 1, "nothing accepted earlier was lost");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_that_stops_arriving_times_out_with_408() {
+        let (app, _ingester, _d, _w) = app().await;
+        let first = futures::stream::once(async { Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"resourceSpans\"")) });
+        let slow = first.chain(futures::stream::pending());
+        let started = std::time::Instant::now();
+        let (status, body) = post(&app, "application/json", Body::from_stream(slow)).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert!(body.contains("not received within 0.3 s"), "{body}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let request = Request::get("/v1/traces").body(Body::empty()).unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[header::ALLOW], "POST");
     }
 }

@@ -40,12 +40,15 @@ pub struct WalConfig {
     pub segment_bytes: u64,
     /// Appends waiting for the writer before callers are made to wait (backpressure).
     pub queue_depth: usize,
+    /// Group commit: one `fsync` for every append waiting at that moment (default). When
+    /// false, each append gets its own `fsync` (for benchmarks; much slower).
+    pub group_commit: bool,
 }
 
 impl WalConfig {
-    /// Defaults: 64 MiB segments, 1024 queued appends.
+    /// Defaults: 64 MiB segments, 1024 queued appends, group commit.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), segment_bytes: 64 << 20, queue_depth: 1024 }
+        Self { dir: dir.into(), segment_bytes: 64 << 20, queue_depth: 1024, group_commit: true }
     }
 }
 
@@ -106,9 +109,10 @@ impl Wal {
         let stats = Arc::new(WalStats::default());
         let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
         let writer = SegmentWriter::create(&config.dir, next, config.segment_bytes, Arc::clone(&stats))?;
+        let group_commit = config.group_commit;
         std::thread::Builder::new()
             .name("tracelake-wal".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || writer.run(rx, group_commit))
             .map_err(|source| Error::Io { path: config.dir.clone(), source })?;
         Ok((Self { tx, dir: config.dir, stats }, replayed))
     }
@@ -169,6 +173,13 @@ impl Wal {
     /// Counters.
     pub fn stats(&self) -> &WalStats {
         &self.stats
+    }
+
+    /// Bytes of all segments on disk (acknowledged spans not yet flushed, plus the open segment).
+    pub fn disk_bytes(&self) -> u64 {
+        list_segments(&self.dir)
+            .map(|segments| segments.iter().filter_map(|(_, p)| std::fs::metadata(p).ok()).map(|m| m.len()).sum())
+            .unwrap_or(0)
     }
 }
 
@@ -275,7 +286,7 @@ impl SegmentWriter {
         Ok(Self { dir: dir.to_path_buf(), segment, file, written: HEADER as u64, segment_bytes, stats })
     }
 
-    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>, group_commit: bool) {
         while let Some(first) = rx.blocking_recv() {
             let mut pending = Some(first);
             // Group every append waiting right now (stopping at a rotation, handled in order).
@@ -291,7 +302,7 @@ impl SegmentWriter {
                     }
                     Command::Append(first) => {
                         let mut group = vec![first];
-                        while let Ok(more) = rx.try_recv() {
+                        while group_commit && let Ok(more) = rx.try_recv() {
                             match more {
                                 Command::Append(a) => group.push(a),
                                 rotate @ Command::Rotate(_) => {

@@ -17,6 +17,7 @@ use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue, any
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
 
 use crate::attributes::render_attributes;
+use crate::limits::{AttributeLimits, LimitCounts, limit_attributes};
 use crate::error::{Error, Result, SpanRejection};
 use crate::schema::{
     AttributeScope, DEDICATED_COLUMNS, UNKNOWN_SERVICE, event_fields, event_item_field, link_fields,
@@ -39,21 +40,37 @@ pub struct Conversion {
     pub batch: RecordBatch,
     /// The refused spans, with reasons (empty under `AllOrNothing`, which errors instead).
     pub rejected: Vec<SpanRejection>,
+    /// Attributes dropped or truncated by the [`AttributeLimits`].
+    pub limited: LimitCounts,
 }
 
-/// Converts a whole request.
+/// Converts a whole request, without attribute limits.
 pub fn convert_request(request: &ExportTraceServiceRequest, mode: AcceptMode) -> Result<Conversion> {
-    convert_resource_spans(&request.resource_spans, mode)
+    convert_resource_spans(&request.resource_spans, mode, AttributeLimits::UNLIMITED)
+}
+
+/// Converts a whole request under attribute limits.
+pub fn convert_request_with(
+    request: &ExportTraceServiceRequest,
+    mode: AcceptMode,
+    limits: AttributeLimits,
+) -> Result<Conversion> {
+    convert_resource_spans(&request.resource_spans, mode, limits)
 }
 
 /// Converts a list of `ResourceSpans` (the body of a request).
-pub fn convert_resource_spans(resource_spans: &[ResourceSpans], mode: AcceptMode) -> Result<Conversion> {
-    let mut builder = SpanBatchBuilder::with_capacity(span_count(resource_spans));
+pub fn convert_resource_spans(
+    resource_spans: &[ResourceSpans],
+    mode: AcceptMode,
+    limits: AttributeLimits,
+) -> Result<Conversion> {
+    let mut builder = SpanBatchBuilder::with_capacity(span_count(resource_spans)).with_limits(limits);
     let rejected = builder.append_resource_spans(resource_spans);
     if mode == AcceptMode::AllOrNothing && !rejected.is_empty() {
         return Err(Error::InvalidSpans(rejected));
     }
-    Ok(Conversion { batch: builder.finish()?, rejected })
+    let limited = builder.take_limit_counts();
+    Ok(Conversion { batch: builder.finish()?, rejected, limited })
 }
 
 /// Number of spans in a request body.
@@ -83,6 +100,8 @@ pub struct SpanBatchBuilder {
     links: NestedListBuilder,
     dedicated: Vec<StringBuilder>,
     rows: usize,
+    limits: AttributeLimits,
+    limited: LimitCounts,
 }
 
 /// A span that passed validation, with its values already decoded.
@@ -119,7 +138,27 @@ impl SpanBatchBuilder {
             links: NestedListBuilder::new(),
             dedicated: DEDICATED_COLUMNS.iter().map(|_| s()).collect(),
             rows: 0,
+            limits: AttributeLimits::UNLIMITED,
+            limited: LimitCounts::default(),
         }
+    }
+
+    /// Applies `limits` to every attribute list appended from now on.
+    pub fn with_limits(mut self, limits: AttributeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// What the limits dropped or truncated since the last call.
+    pub fn take_limit_counts(&mut self) -> LimitCounts {
+        std::mem::take(&mut self.limited)
+    }
+
+    /// Renders an attribute list under the limits.
+    fn render<'a>(&mut self, attributes: &'a [KeyValue]) -> Vec<(&'a str, Option<String>)> {
+        let mut rendered = render_attributes(attributes);
+        limit_attributes(&mut rendered, self.limits, &mut self.limited);
+        rendered
     }
 
     /// Number of spans appended so far.
@@ -137,7 +176,7 @@ impl SpanBatchBuilder {
         let mut rejected = Vec::new();
         for (ri, rs) in resource_spans.iter().enumerate() {
             let resource_attrs: &[KeyValue] = rs.resource.as_ref().map(|r| &r.attributes[..]).unwrap_or(&[]);
-            let resource = ResourceContext::new(resource_attrs);
+            let resource = ResourceContext::new(resource_attrs, self.render(resource_attrs));
             for (si, ss) in rs.scope_spans.iter().enumerate() {
                 for (pi, span) in ss.spans.iter().enumerate() {
                     match validate(span) {
@@ -178,7 +217,7 @@ impl SpanBatchBuilder {
         self.status_message
             .append_option(status.map(|s| s.message.as_str()).filter(|m| !m.is_empty()));
         append_map(&mut self.resource_attributes, &resource.attributes);
-        let span_attrs = render_attributes(&span.attributes);
+        let span_attrs = self.render(&span.attributes);
         append_map(&mut self.span_attributes, &span_attrs);
         self.scope_name.append_option(scope.map(|s| s.name.as_str()).filter(|n| !n.is_empty()));
         self.scope_version.append_option(scope.map(|s| s.version.as_str()).filter(|v| !v.is_empty()));
@@ -186,13 +225,15 @@ impl SpanBatchBuilder {
         for (event, time) in span.events.iter().zip(valid.events) {
             self.events.time.append_value(time);
             self.events.name.append_value(&event.name);
-            append_map(&mut self.events.attributes, &render_attributes(&event.attributes));
+            let attrs = self.render(&event.attributes);
+            append_map(&mut self.events.attributes, &attrs);
         }
         self.events.close_row();
         for link in &span.links {
             self.links.time_or_trace.append_value(hex::encode(&link.trace_id));
             self.links.name.append_value(hex::encode(&link.span_id));
-            append_map(&mut self.links.attributes, &render_attributes(&link.attributes));
+            let attrs = self.render(&link.attributes);
+            append_map(&mut self.links.attributes, &attrs);
         }
         self.links.close_row();
 
@@ -241,7 +282,7 @@ struct ResourceContext<'a> {
 }
 
 impl<'a> ResourceContext<'a> {
-    fn new(attributes: &'a [KeyValue]) -> Self {
+    fn new(attributes: &'a [KeyValue], rendered: Vec<(&'a str, Option<String>)>) -> Self {
         let service_name = attributes
             .iter()
             .rev()
@@ -251,7 +292,7 @@ impl<'a> ResourceContext<'a> {
                 _ => None,
             })
             .unwrap_or_else(|| UNKNOWN_SERVICE.to_owned());
-        Self { service_name, attributes: render_attributes(attributes) }
+        Self { service_name: crate::limits::cut_service_name(service_name), attributes: rendered }
     }
 }
 

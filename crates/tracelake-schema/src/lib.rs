@@ -4,6 +4,7 @@
 //! - [`schema`]: column names and the `spans` Arrow schema, including dedicated attribute columns.
 //! - [`convert`]: `ExportTraceServiceRequest` / `ResourceSpans` → `RecordBatch`, with id
 //!   validation and OTLP partial-success semantics.
+//! - [`limits`]: attribute count and value-length limits (drop/truncate, counted).
 //! - [`attributes`]: rendering of OTLP `AnyValue`s as strings (the map value format).
 //! - [`decode`]: reading OTLP payloads (protobuf, JSON, JSON lines) into requests.
 #![warn(missing_docs)]
@@ -12,9 +13,11 @@ pub mod attributes;
 pub mod convert;
 pub mod decode;
 pub mod error;
+pub mod limits;
 pub mod schema;
 
-pub use convert::{AcceptMode, Conversion, SpanBatchBuilder, convert_request, span_count};
+pub use convert::{AcceptMode, Conversion, SpanBatchBuilder, convert_request, convert_request_with, span_count};
+pub use limits::{AttributeLimits, LimitCounts};
 pub use decode::{PayloadFormat, decode_payload};
 pub use error::{Error, Result, SpanRejection};
 pub use schema::spans_schema;

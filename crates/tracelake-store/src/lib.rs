@@ -9,9 +9,11 @@
 //! - [`buffer`]: per-partition buffering so that many small inputs become few files.
 //! - [`table`]: the `spans` DataFusion table provider (partition pruning from `service_name` and
 //!   `start_time` predicates).
+//! - [`fresh`]: spans still in an ingest buffer, unioned into the `spans` scan exactly once.
 
 pub mod buffer;
 pub mod error;
+pub mod fresh;
 pub mod layout;
 pub mod location;
 pub mod partition;
@@ -20,6 +22,7 @@ pub mod writer;
 
 pub use buffer::{PartitionedBuffer, WriteStats};
 pub use error::{Error, Result};
+pub use fresh::{FreshSnapshot, FreshSpans};
 pub use layout::PartitionKey;
 pub use location::DataLocation;
 pub use table::SpansTable;

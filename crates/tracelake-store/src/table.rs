@@ -21,8 +21,10 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown, col, lit};
 use datafusion::config::TableParquetOptions;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::union::UnionExec;
 use tracelake_schema::schema::{col as c, spans_schema};
 
+use crate::fresh::{FreshSpans, hide_files, memory_plan, with_partition_columns};
 use crate::layout::FILE_EXTENSION;
 use crate::location::DataLocation;
 
@@ -36,10 +38,11 @@ pub fn partition_columns() -> Vec<(String, DataType)> {
     ]
 }
 
-/// The `spans` table of one data location.
+/// The `spans` table of one data location, optionally with spans not yet in Parquet.
 #[derive(Debug)]
 pub struct SpansTable {
     inner: ListingTable,
+    fresh: Option<Arc<dyn FreshSpans>>,
 }
 
 impl SpansTable {
@@ -52,7 +55,13 @@ impl SpansTable {
             .with_file_extension(FILE_EXTENSION)
             .with_table_partition_cols(partition_columns());
         let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(spans_schema());
-        Ok(Self { inner: ListingTable::try_new(config)? })
+        Ok(Self { inner: ListingTable::try_new(config)?, fresh: None })
+    }
+
+    /// Also shows the spans of `fresh` (an ingest buffer), each exactly once.
+    pub fn with_fresh(mut self, fresh: Arc<dyn FreshSpans>) -> Self {
+        self.fresh = Some(fresh);
+        self
     }
 }
 
@@ -88,11 +97,28 @@ impl TableProvider for SpansTable {
         let filters = args.filters().unwrap_or(&[]);
         let mut all = filters.to_vec();
         all.extend(filters.iter().flat_map(implied_partition_filters));
-        let args = ScanArgs::default()
-            .with_projection(args.projection())
-            .with_filters(Some(&all))
-            .with_limit(args.limit());
-        self.inner.scan_with_args(state, args).await
+        let projection = args.projection();
+        let limit = args.limit();
+        let Some(fresh) = &self.fresh else {
+            let args = ScanArgs::default().with_projection(projection).with_filters(Some(&all)).with_limit(limit);
+            return self.inner.scan_with_args(state, args).await;
+        };
+        // Snapshot before listing (see `fresh`): files of later flushes are left out.
+        let snapshot = fresh.snapshot();
+        let args = ScanArgs::default().with_projection(projection).with_filters(Some(&all)).with_limit(limit);
+        let parquet = self.inner.scan_with_args(state, args).await?.into_inner();
+        let parquet = hide_files(parquet, &fresh.files_flushed_after(snapshot.flush_mark)?)?;
+        if snapshot.batches.is_empty() {
+            return Ok(ScanResult::new(parquet));
+        }
+        let table_schema = self.inner.schema();
+        let batches = snapshot
+            .batches
+            .iter()
+            .map(|b| with_partition_columns(b, &table_schema))
+            .collect::<DfResult<Vec<_>>>()?;
+        let memory = memory_plan(state, &table_schema, batches, &all, projection)?;
+        Ok(ScanResult::new(UnionExec::try_new(vec![parquet, memory])?))
     }
 }
 

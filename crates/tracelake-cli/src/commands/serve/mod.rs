@@ -1,7 +1,10 @@
-//! `tracelake serve`: OTLP/gRPC and OTLP/HTTP ingest with a write-ahead log, periodic flushes to Parquet, and
-//! a graceful shutdown (SIGTERM/SIGINT: stop accepting, flush everything, exit 0).
+//! `tracelake serve`: OTLP/gRPC and OTLP/HTTP ingest with a write-ahead log, flushes to Parquet
+//! by size and age, backpressure under a memory limit, and a graceful shutdown (SIGTERM/SIGINT:
+//! stop accepting, finish open requests, flush everything, exit 0).
 //!
-//! Issue #4 is in progress: Flight SQL and the HTTP query API join this verb next.
+//! Settings: [`config::ServeConfig`] (defaults ← TOML file ← environment ← flags).
+
+pub mod config;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,29 +13,48 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use tracelake_ingest::grpc::otlp_grpc_service;
-use tracelake_ingest::http::otlp_http_router;
-use tracelake_ingest::{Ingester, WalConfig};
+use tracelake_ingest::http::{HttpReceiverConfig, not_found, otlp_http_router};
+use tracelake_ingest::http_server::serve_router;
+use tracelake_ingest::{IngestConfig, Ingester, WalConfig};
+use tracelake_schema::AttributeLimits;
 use tracelake_store::DataLocation;
 
 use crate::cli::ServeArgs;
 use crate::error::{CliError, Result};
+use config::ServeConfig;
 
 /// Runs `tracelake serve`.
 pub async fn run(args: ServeArgs) -> Result<()> {
-    let location = DataLocation::open(&args.data.data)?;
-    let wal_dir = match (&args.wal_dir, location.is_local()) {
+    let config = ServeConfig::resolve(&args)?;
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    let location = DataLocation::open(&config.data)?;
+    let wal_dir = match (&config.wal_dir, location.is_local()) {
         (Some(dir), _) => dir.clone(),
-        (None, true) => std::path::Path::new(&args.data.data).join("wal"),
-        (None, false) => return Err(CliError::Usage("--wal-dir is required when --data is not a local directory".into())),
+        (None, true) => std::path::Path::new(&config.data).join("wal"),
+        (None, false) => return Err(CliError::Usage("wal_dir (--wal-dir) is required when the data location is not a local directory".into())),
+    };
+    let mut wal = WalConfig::new(&wal_dir);
+    wal.group_commit = config.wal_group_commit;
+    let ingest = IngestConfig {
+        attribute_limits: AttributeLimits {
+            max_attributes: config.max_attributes,
+            max_value_bytes: config.max_attribute_value_bytes,
+        },
+        max_buffered_bytes: config.max_buffered_bytes,
     };
     let ingester = Arc::new(
-        Ingester::open(location.clone(), WalConfig::new(&wal_dir))
+        Ingester::open(location.clone(), wal, ingest)
             .await
             .map_err(|e| CliError::Usage(format!("cannot open the write-ahead log in {}: {e}", wal_dir.display())))?,
     );
+    let timeout = Duration::from_secs(config.request_timeout_secs);
     let ready = Arc::new(AtomicBool::new(false));
+    let receiver = HttpReceiverConfig { max_body: config.max_request_bytes, body_timeout: timeout };
     let app = Router::new()
-        .merge(otlp_http_router(Arc::clone(&ingester), args.max_request_bytes))
+        .merge(otlp_http_router(Arc::clone(&ingester), receiver))
         .route("/health", get(|| async { "ok" }))
         .route(
             "/metrics",
@@ -55,13 +77,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                     }
                 }
             }),
-        );
-    let listener = tokio::net::TcpListener::bind(&args.otlp_http_addr)
-        .await
-        .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.otlp_http_addr)))?;
-    let grpc_listener = tokio::net::TcpListener::bind(&args.otlp_grpc_addr)
-        .await
-        .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.otlp_grpc_addr)))?;
+        )
+        .fallback(not_found);
+    let bind = |addr: String| async move {
+        tokio::net::TcpListener::bind(&addr).await.map_err(|e| CliError::Usage(format!("cannot listen on {addr}: {e}")))
+    };
+    let listener = bind(config.otlp_http_addr.clone()).await?;
+    let grpc_listener = bind(config.otlp_grpc_addr.clone()).await?;
     // One shutdown signal for every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -72,23 +94,25 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let grpc = tonic::transport::Server::builder()
-        .add_service(otlp_grpc_service(Arc::clone(&ingester), args.max_request_bytes))
+        .timeout(timeout)
+        .add_service(otlp_grpc_service(Arc::clone(&ingester), config.max_request_bytes))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
             stopped(stop_rx.clone()),
         );
     let grpc = tokio::spawn(grpc);
-    let flusher = tokio::spawn(flush_loop(Arc::clone(&ingester), Duration::from_secs(args.flush_interval_secs.max(1)), args.flush_rows));
+    let flusher = tokio::spawn(
+        Arc::clone(&ingester).run_flusher(Duration::from_secs(config.flush_interval_secs), config.flush_bytes),
+    );
     ready.store(true, Ordering::SeqCst);
     eprintln!(
         "tracelake serve: OTLP/gRPC on {}, OTLP/HTTP on http://{}/v1/traces, data {location}, WAL {} ({} spans recovered)",
-        args.otlp_grpc_addr,
-        args.otlp_http_addr,
+        config.otlp_grpc_addr,
+        config.otlp_http_addr,
         wal_dir.display(),
         ingester.buffered_rows()
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stopped(stop_rx))
+    serve_router(listener, app, timeout, stopped(stop_rx))
         .await
         .map_err(|e| CliError::Output(format!("OTLP/HTTP server error: {e}")))?;
     match grpc.await {
@@ -100,20 +124,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let stats = ingester.flush().await.map_err(|e| CliError::Output(format!("final flush failed (spans stay in the WAL): {e}")))?;
     eprintln!("tracelake serve: stopped; final flush wrote {} span(s) in {} file(s)", stats.rows, stats.files);
     Ok(())
-}
-
-async fn flush_loop(ingester: Arc<Ingester>, interval: Duration, max_rows: usize) {
-    let mut last = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if last.elapsed() >= interval || ingester.buffered_rows() >= max_rows {
-            if let Err(e) = ingester.flush().await {
-                // The spans stay in the WAL and the buffer; the next round retries.
-                tracing::error!(error = %e, "flush failed; will retry");
-            }
-            last = tokio::time::Instant::now();
-        }
-    }
 }
 
 async fn shutdown_signal() {
