@@ -6,7 +6,8 @@ use std::sync::Arc;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use tracelake_store::{DataLocation, SpansTable};
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use tracelake_store::{DataLocation, FreshSpans, SpansTable};
 
 use crate::error::Result;
 use crate::views::ALL_VIEWS;
@@ -25,12 +26,19 @@ pub struct SessionOptions {
 pub struct SessionBuilder {
     location: DataLocation,
     options: SessionOptions,
+    fresh: Option<Arc<dyn FreshSpans>>,
 }
 
 impl SessionBuilder {
     /// A builder for `location` with default options.
     pub fn new(location: DataLocation) -> Self {
-        Self { location, options: SessionOptions::default() }
+        Self { location, options: SessionOptions::default(), fresh: None }
+    }
+
+    /// Makes `spans` include spans not yet flushed to Parquet (a server's ingest buffer).
+    pub fn with_fresh(mut self, fresh: Arc<dyn FreshSpans>) -> Self {
+        self.fresh = Some(fresh);
+        self
     }
 
     /// Sets the options.
@@ -65,7 +73,10 @@ impl SessionBuilder {
 
     /// Builds a session: config, runtime, the `spans` table, trace functions and views.
     pub async fn build(&self) -> Result<SessionContext> {
-        let mut runtime = RuntimeEnvBuilder::new();
+        // No cached file listings: ingest flushes and compaction change the files under us,
+        // and DataFusion's default cache never expires.
+        let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
+        let mut runtime = RuntimeEnvBuilder::new().with_cache_manager(caches);
         if let Some(limit) = self.options.memory_limit {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
         }
@@ -74,7 +85,11 @@ impl SessionBuilder {
         let mut ctx = SessionContext::new_with_config_rt(self.session_config(), runtime);
 
         let parquet_options = ctx.state().table_options().parquet.clone();
-        let spans: Arc<dyn datafusion::catalog::TableProvider> = Arc::new(SpansTable::try_new(&self.location, parquet_options)?);
+        let mut table = SpansTable::try_new(&self.location, parquet_options)?;
+        if let Some(fresh) = &self.fresh {
+            table = table.with_fresh(Arc::clone(fresh));
+        }
+        let spans: Arc<dyn datafusion::catalog::TableProvider> = Arc::new(table);
         ctx.register_table("spans", Arc::clone(&spans))?;
         tracelake_udfs::register_all(&mut ctx)?;
         tracelake_udfs::register_table_functions(&ctx, spans);
@@ -82,5 +97,34 @@ impl SessionBuilder {
             ctx.sql(sql).await?;
         }
         Ok(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracelake_schema::{AcceptMode, PayloadFormat, convert_request, decode_payload};
+    use tracelake_store::{PartitionKey, SpanFileWriter};
+
+    async fn count(ctx: &SessionContext) -> i64 {
+        let batches = ctx.sql("SELECT count(*) FROM spans").await.unwrap().collect().await.unwrap();
+        datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Int64Type>(batches[0].column(0).as_ref()).value(0)
+    }
+
+    #[tokio::test]
+    async fn a_long_lived_session_sees_files_written_after_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
+        let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0af7651916cd43dd8448eb211c80319c",
+            "spanId":"b7ad6b7169203331","name":"op","startTimeUnixNano":"1705312800000000000","endTimeUnixNano":"1705312800000000100"}]}]}]}"#;
+        let request = decode_payload(json.as_bytes(), PayloadFormat::Json).unwrap().remove(0);
+        let batch = convert_request(&request, AcceptMode::AllOrNothing).unwrap().batch;
+        let writer = SpanFileWriter::new(location.clone());
+        let key = PartitionKey::for_span(1_705_312_800_000_000_000, "unknown_service");
+        writer.write_partition(&key, std::slice::from_ref(&batch)).await.unwrap();
+        let ctx = SessionBuilder::new(location).build().await.unwrap();
+        assert_eq!(count(&ctx).await, 1);
+        writer.write_partition(&key, &[batch]).await.unwrap();
+        assert_eq!(count(&ctx).await, 2, "the second file is listed, not served from a stale cache");
     }
 }
