@@ -25,8 +25,8 @@ class Tracelake:
     def __init__(self, binary: str):
         self.binary = binary
 
-    def run(self, *args, check=True, input=None):
-        proc = subprocess.run([self.binary, *args], capture_output=True, text=True, input=input)
+    def run(self, *args, check=True, input=None, env=None):
+        proc = subprocess.run([self.binary, *args], capture_output=True, text=True, input=input, env=env)
         if check and proc.returncode != 0:
             raise AssertionError(f"tracelake {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
         return proc

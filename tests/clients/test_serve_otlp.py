@@ -19,11 +19,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(tracelake, data, port, grpc_port=None):
+def start(tracelake, data, port, grpc_port=None, extra=()):
     grpc_port = grpc_port or free_port()
     proc = subprocess.Popen(
         [tracelake.binary, "serve", "--data", str(data), "--otlp-http-addr", f"127.0.0.1:{port}",
-         "--otlp-grpc-addr", f"127.0.0.1:{grpc_port}"],
+         "--otlp-grpc-addr", f"127.0.0.1:{grpc_port}", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.time() + 30
