@@ -217,3 +217,35 @@ def test_the_example_config_in_deploy_is_valid(tracelake):
     assert settings["data"] == '"/var/lib/tracelake"'
     assert settings["otlp_grpc_addr"] == '"0.0.0.0:4317"'
     assert settings["max_buffered_bytes"] == str(512 << 20)
+
+
+def test_slow_senders_time_out_and_others_are_served(tracelake, tmp_path):
+    """Slowloris: a client that never finishes its headers is disconnected, one that never
+    finishes its body gets 408, after `--request-timeout-secs`; meanwhile others are served."""
+    import socket
+    data, port = tmp_path / "data", free_port()
+    server = start(tracelake, data, port, extra=["--request-timeout-secs", "1"])
+    try:
+        slow_headers = socket.create_connection(("127.0.0.1", port))
+        slow_headers.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")  # headers never end
+        slow_body = socket.create_connection(("127.0.0.1", port))
+        slow_body.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 1000\r\n\r\n{\"resourceSpans\"")  # 16 of 1000 bytes
+        t0 = time.monotonic()
+        body, _ = request_body(0, 3)
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/traces", data=body, headers={"Content-Type": PROTOBUF})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.status == 200, "a normal client is served while the slow ones wait"
+        slow_body.settimeout(10)
+        answer = slow_body.recv(4096).decode(errors="replace")
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert "not received within 1 s" in answer
+        slow_headers.settimeout(10)
+        closing = slow_headers.recv(4096)
+        print("slow headers got:", closing[:80])
+        assert closing == b"" or closing.startswith(b"HTTP/1.1 408"), closing
+        assert slow_headers.recv(4096) == b"", "and the connection is closed"
+        assert time.monotonic() - t0 < 8
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
