@@ -53,8 +53,8 @@ impl LimitCounts {
 }
 
 /// Applies `limits` to rendered key/value pairs in place, counting what changed.
-pub(crate) fn limit_attributes<'a>(
-    attrs: &mut Vec<(&'a str, Option<String>)>,
+pub(crate) fn limit_attributes(
+    attrs: &mut Vec<(&str, Option<String>)>,
     limits: AttributeLimits,
     counts: &mut LimitCounts,
 ) {

@@ -98,8 +98,8 @@ impl LatencySketch {
                 return invalid("min and max must not be -0.0".to_string());
             }
             let has_zero = zero_count > 0;
-            if (min < 0.0) != !negative.counts.is_empty()
-                || (max > 0.0) != !positive.counts.is_empty()
+            if (min < 0.0) == negative.counts.is_empty()
+                || (max > 0.0) == positive.counts.is_empty()
                 || (has_zero && !(min <= 0.0 && max >= 0.0))
                 || ((min == 0.0 || max == 0.0) && !has_zero)
             {
