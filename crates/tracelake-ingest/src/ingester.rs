@@ -246,6 +246,9 @@ impl Ingester {
         } else {
             flush
         };
+        // Until it completes, this flush is the one to redo — also if this future is dropped
+        // (a cancelled task) half-way through writing.
+        *unfinished = Some(flush);
         let started = Instant::now();
         let written = async {
             write_marker(self.wal.dir(), flush.segment, "pending", &flush.time_ms.to_string())?;
@@ -257,7 +260,6 @@ impl Ingester {
         let stats = match written {
             Ok(stats) => stats,
             Err(e) => {
-                *unfinished = Some(flush);
                 self.metrics.flush_failed();
                 return Err(e);
             }
