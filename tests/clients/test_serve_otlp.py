@@ -159,3 +159,39 @@ def test_metrics_count_received_accepted_and_refused(tracelake, tmp_path):
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
+
+
+SDK_FROM_ENVIRONMENT = """
+from opentelemetry.exporter.otlp.proto.{kind}.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+provider = TracerProvider(resource=Resource.create())   # service.name from OTEL_SERVICE_NAME
+provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))   # endpoint etc. from the environment
+with provider.get_tracer("env-test").start_as_current_span("configured-by-env"):
+    pass
+provider.shutdown()
+"""
+
+
+def test_sdks_configured_only_by_the_readme_environment_variables(tracelake, tmp_path):
+    """The README's OTEL_EXPORTER_OTLP_* settings work as written, for both exporters, in a
+    separate process that configures nothing in code."""
+    import os
+    import sys
+    data, port, grpc_port = tmp_path / "data", free_port(), free_port()
+    server = start(tracelake, data, port, grpc_port)
+    try:
+        for kind, endpoint, service in [("http", f"http://127.0.0.1:{port}/v1/traces", "env-http"),
+                                        ("grpc", f"http://127.0.0.1:{grpc_port}", "env-grpc")]:
+            env = {**os.environ, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint,
+                   "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip", "OTEL_SERVICE_NAME": service,
+                   "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf" if kind == "http" else "grpc"}
+            run = subprocess.run([sys.executable, "-c", SDK_FROM_ENVIRONMENT.format(kind=kind)], env=env,
+                                 capture_output=True, text=True, timeout=60)
+            assert run.returncode == 0 and "Failed to export" not in run.stderr, run.stderr
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0, server.stderr.read()
+    rows = tracelake.sql_csv(data, "SELECT service_name, span_name FROM spans ORDER BY 1")
+    assert rows[1:] == [["env-grpc", "configured-by-env"], ["env-http", "configured-by-env"]]
