@@ -53,3 +53,18 @@ def workload(tracelake, tmp_path_factory):
     data = tmp_path_factory.mktemp("workload")
     tracelake.run("gen", "--spans", "100000", "--seed", "42", "--data", str(data))
     return data
+
+
+# Servers started by tests (`test_serve_otlp.start`); any still running when a test ends —
+# because an assertion failed before its SIGTERM — is killed, so no test leaks a process.
+SERVERS = []
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftover_servers():
+    yield
+    while SERVERS:
+        proc = SERVERS.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

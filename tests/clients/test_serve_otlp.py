@@ -12,6 +12,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
+from conftest import SERVERS
+
 
 def free_port():
     with socket.socket() as s:
@@ -26,6 +28,7 @@ def start(tracelake, data, port, grpc_port=None, extra=()):
          "--otlp-grpc-addr", f"127.0.0.1:{grpc_port}", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    SERVERS.append(proc)
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
