@@ -48,6 +48,27 @@ pub struct ServeArgs {
     /// OTLP/HTTP listen address (`POST /v1/traces`, `/metrics`, `/health`, `/ready`) [default: 127.0.0.1:4318].
     #[arg(long, env = "TRACELAKE_OTLP_HTTP_ADDR")]
     pub otlp_http_addr: Option<String>,
+    /// Arrow Flight SQL listen address [default: 127.0.0.1:50051].
+    #[arg(long, env = "TRACELAKE_FLIGHT_ADDR")]
+    pub flight_addr: Option<String>,
+    /// HTTP query API listen address [default: 127.0.0.1:3200].
+    #[arg(long, env = "TRACELAKE_HTTP_ADDR")]
+    pub http_addr: Option<String>,
+    /// Bearer token the query ports require (Flight SQL, HTTP API) [default: none, no auth].
+    #[arg(long, env = "TRACELAKE_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Memory one query may use, in bytes [default: 1073741824 = 1 GiB].
+    #[arg(long, env = "TRACELAKE_QUERY_MEMORY_LIMIT_BYTES")]
+    pub query_memory_limit_bytes: Option<usize>,
+    /// Seconds one query may run before it is cancelled [default: 60].
+    #[arg(long, env = "TRACELAKE_QUERY_TIMEOUT_SECS")]
+    pub query_timeout_secs: Option<u64>,
+    /// Queries executing at once [default: 4].
+    #[arg(long, env = "TRACELAKE_MAX_CONCURRENT_QUERIES")]
+    pub max_concurrent_queries: Option<usize>,
+    /// Queries waiting for a slot; more get "busy" [default: 64].
+    #[arg(long, env = "TRACELAKE_MAX_QUEUED_QUERIES")]
+    pub max_queued_queries: Option<usize>,
     /// Write-ahead log directory, on a local disk [default: <data>/wal].
     #[arg(long, env = "TRACELAKE_WAL_DIR")]
     pub wal_dir: Option<PathBuf>,

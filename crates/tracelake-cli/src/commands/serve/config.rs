@@ -22,6 +22,20 @@ pub struct ServeConfig {
     pub otlp_grpc_addr: String,
     /// OTLP/HTTP listen address (also `/metrics`, `/health`, `/ready`).
     pub otlp_http_addr: String,
+    /// Arrow Flight SQL listen address.
+    pub flight_addr: String,
+    /// HTTP query API listen address (`/api/v1/query`, `/api/traces/{id}`, `/metrics`, …).
+    pub http_addr: String,
+    /// Bearer token required by the query ports (Flight SQL, HTTP API); none: no auth.
+    pub auth_token: Option<String>,
+    /// Memory one query may use (bytes); beyond it, it spills or fails clearly.
+    pub query_memory_limit_bytes: usize,
+    /// Time one query may run (seconds); it is cancelled after that.
+    pub query_timeout_secs: u64,
+    /// Queries executing at once.
+    pub max_concurrent_queries: usize,
+    /// Queries waiting for a slot before the server answers busy.
+    pub max_queued_queries: usize,
     /// Write-ahead log directory (local disk); default `<data>/wal` for a local data location.
     pub wal_dir: Option<PathBuf>,
     /// One `fsync` for all appends waiting at that moment (true) or one per request (false).
@@ -48,6 +62,13 @@ impl Default for ServeConfig {
             data: "./tracelake-data".into(),
             otlp_grpc_addr: "127.0.0.1:4317".into(),
             otlp_http_addr: "127.0.0.1:4318".into(),
+            flight_addr: "127.0.0.1:50051".into(),
+            http_addr: "127.0.0.1:3200".into(),
+            auth_token: None,
+            query_memory_limit_bytes: 1 << 30,
+            query_timeout_secs: 60,
+            max_concurrent_queries: 4,
+            max_queued_queries: 64,
             wal_dir: None,
             wal_group_commit: true,
             flush_interval_secs: 30,
@@ -86,6 +107,12 @@ impl ServeConfig {
             data,
             otlp_grpc_addr,
             otlp_http_addr,
+            flight_addr,
+            http_addr,
+            query_memory_limit_bytes,
+            query_timeout_secs,
+            max_concurrent_queries,
+            max_queued_queries,
             wal_group_commit,
             flush_interval_secs,
             flush_bytes,
@@ -95,6 +122,9 @@ impl ServeConfig {
             max_attributes,
             max_attribute_value_bytes,
         );
+        if args.auth_token.is_some() {
+            config.auth_token = args.auth_token.clone();
+        }
         if args.wal_dir.is_some() {
             config.wal_dir = args.wal_dir.clone();
         }
@@ -110,6 +140,9 @@ impl ServeConfig {
             ("max_request_bytes", self.max_request_bytes),
             ("request_timeout_secs", self.request_timeout_secs as usize),
             ("max_attribute_value_bytes", self.max_attribute_value_bytes),
+            ("query_memory_limit_bytes", self.query_memory_limit_bytes),
+            ("query_timeout_secs", self.query_timeout_secs as usize),
+            ("max_concurrent_queries", self.max_concurrent_queries),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(CliError::Usage(format!("{name} must be greater than 0")));
@@ -118,8 +151,13 @@ impl ServeConfig {
     }
 
     /// The effective configuration as TOML (for `--print-config`).
+    /// The token is masked.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+        let mut shown = self.clone();
+        if shown.auth_token.is_some() {
+            shown.auth_token = Some("********".into());
+        }
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
     }
 }
 
@@ -147,7 +185,7 @@ mod tests {
         assert_eq!(config.flush_interval_secs, 7, "the flag wins");
         assert_eq!(config.max_attributes, 64);
         assert_eq!(config.max_request_bytes, 16 << 20, "default");
-        // The printed configuration reads back to the same struct.
+        // The printed configuration reads back to the same struct (no token set here).
         assert_eq!(ServeConfig::from_toml(&config.to_toml(), &file).unwrap(), config);
     }
 

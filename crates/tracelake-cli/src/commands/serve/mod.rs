@@ -1,5 +1,6 @@
 //! `tracelake serve`: OTLP/gRPC and OTLP/HTTP ingest with a write-ahead log, flushes to Parquet
-//! by size and age, backpressure under a memory limit, and a graceful shutdown (SIGTERM/SIGINT:
+//! by size and age, backpressure under a memory limit; Arrow Flight SQL and the HTTP query API
+//! over the same data, including spans not yet flushed; and a graceful shutdown (SIGTERM/SIGINT:
 //! stop accepting, finish open requests, flush everything, exit 0).
 //!
 //! Settings: [`config::ServeConfig`] (defaults ← TOML file ← environment ← flags).
@@ -17,7 +18,10 @@ use tracelake_ingest::http::{HttpReceiverConfig, not_found, otlp_http_router};
 use tracelake_ingest::http_server::serve_router;
 use tracelake_ingest::{IngestConfig, Ingester, WalConfig};
 use tracelake_schema::AttributeLimits;
-use tracelake_store::DataLocation;
+use tracelake_query::SessionBuilder;
+use tracelake_server::http_api::query_router;
+use tracelake_server::{Auth, QueryEngine, QueryLimits, TracelakeFlightSql};
+use tracelake_store::{DataLocation, FreshSpans};
 
 use crate::cli::ServeArgs;
 use crate::error::{CliError, Result};
@@ -52,38 +56,33 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     );
     let timeout = Duration::from_secs(config.request_timeout_secs);
     let ready = Arc::new(AtomicBool::new(false));
+    let sessions = SessionBuilder::new(location.clone()).with_fresh(Arc::clone(&ingester) as Arc<dyn FreshSpans>);
+    let limits = QueryLimits {
+        memory_bytes: config.query_memory_limit_bytes,
+        timeout: Duration::from_secs(config.query_timeout_secs),
+        max_concurrent: config.max_concurrent_queries,
+        max_queued: config.max_queued_queries,
+    };
+    let engine = Arc::new(QueryEngine::new(sessions, limits));
+    let auth = Auth::new(config.auth_token.clone());
+    let metrics_text = {
+        let (ingester, engine) = (Arc::clone(&ingester), Arc::clone(&engine));
+        move || format!("{}{}", ingester.metrics_text(), engine.metrics().render())
+    };
+    let common = common_routes(Arc::clone(&ready), metrics_text);
     let receiver = HttpReceiverConfig { max_body: config.max_request_bytes, body_timeout: timeout };
     let app = Router::new()
         .merge(otlp_http_router(Arc::clone(&ingester), receiver))
-        .route("/health", get(|| async { "ok" }))
-        .route(
-            "/metrics",
-            get({
-                let ingester = Arc::clone(&ingester);
-                move || async move {
-                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], ingester.metrics_text())
-                }
-            }),
-        )
-        .route(
-            "/ready",
-            get({
-                let ready = Arc::clone(&ready);
-                move || async move {
-                    if ready.load(Ordering::SeqCst) {
-                        (axum::http::StatusCode::OK, "ready")
-                    } else {
-                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting")
-                    }
-                }
-            }),
-        )
+        .merge(common.clone())
         .fallback(not_found);
+    let query_app = query_router(Arc::clone(&engine), auth.clone()).merge(common).fallback(not_found);
     let bind = |addr: String| async move {
         tokio::net::TcpListener::bind(&addr).await.map_err(|e| CliError::Usage(format!("cannot listen on {addr}: {e}")))
     };
     let listener = bind(config.otlp_http_addr.clone()).await?;
     let grpc_listener = bind(config.otlp_grpc_addr.clone()).await?;
+    let flight_listener = bind(config.flight_addr.clone()).await?;
+    let query_listener = bind(config.http_addr.clone()).await?;
     // One shutdown signal for every listener.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -101,29 +100,70 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             stopped(stop_rx.clone()),
         );
     let grpc = tokio::spawn(grpc);
+    let flight = tonic::transport::Server::builder()
+        .add_service(TracelakeFlightSql::new(Arc::clone(&engine), auth).into_server())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(flight_listener),
+            stopped(stop_rx.clone()),
+        );
+    let flight = tokio::spawn(flight);
+    let query_http = tokio::spawn(serve_router(query_listener, query_app, timeout, stopped(stop_rx.clone())));
     let flusher = tokio::spawn(
         Arc::clone(&ingester).run_flusher(Duration::from_secs(config.flush_interval_secs), config.flush_bytes),
     );
     ready.store(true, Ordering::SeqCst);
     eprintln!(
-        "tracelake serve: OTLP/gRPC on {}, OTLP/HTTP on http://{}/v1/traces, data {location}, WAL {} ({} spans recovered)",
+        "tracelake serve: OTLP/gRPC on {}, OTLP/HTTP on http://{}/v1/traces, Flight SQL on {}, HTTP API on http://{}/api/v1/query{}, data {location}, WAL {} ({} spans recovered)",
         config.otlp_grpc_addr,
         config.otlp_http_addr,
+        config.flight_addr,
+        config.http_addr,
+        if config.auth_token.is_some() { " (token required)" } else { "" },
         wal_dir.display(),
         ingester.buffered_rows()
     );
     serve_router(listener, app, timeout, stopped(stop_rx))
         .await
         .map_err(|e| CliError::Output(format!("OTLP/HTTP server error: {e}")))?;
-    match grpc.await {
+    for (name, task) in [("OTLP/gRPC", grpc), ("Flight SQL", flight)] {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(CliError::Output(format!("{name} server error: {e}"))),
+            Err(e) => return Err(CliError::Output(format!("{name} server task failed: {e}"))),
+        }
+    }
+    match query_http.await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(CliError::Output(format!("OTLP/gRPC server error: {e}"))),
-        Err(e) => return Err(CliError::Output(format!("OTLP/gRPC server task failed: {e}"))),
+        Ok(Err(e)) => return Err(CliError::Output(format!("HTTP query API server error: {e}"))),
+        Err(e) => return Err(CliError::Output(format!("HTTP query API server task failed: {e}"))),
     }
     flusher.abort();
     let stats = ingester.flush().await.map_err(|e| CliError::Output(format!("final flush failed (spans stay in the WAL): {e}")))?;
     eprintln!("tracelake serve: stopped; final flush wrote {} span(s) in {} file(s)", stats.rows, stats.files);
     Ok(())
+}
+
+/// `/health`, `/ready` and `/metrics`, served on both HTTP ports.
+fn common_routes(ready: Arc<AtomicBool>, metrics_text: impl Fn() -> String + Clone + Send + Sync + 'static) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics_text();
+                async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+            }),
+        )
+        .route(
+            "/ready",
+            get(move || async move {
+                if ready.load(Ordering::SeqCst) {
+                    (axum::http::StatusCode::OK, "ready")
+                } else {
+                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting")
+                }
+            }),
+        )
 }
 
 async fn shutdown_signal() {
