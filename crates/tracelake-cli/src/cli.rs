@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// HTTP query API listen address [default: 127.0.0.1:3200].
     #[arg(long, env = "TRACELAKE_HTTP_ADDR")]
     pub http_addr: Option<String>,
+    /// Tenants: `X-Scope-OrgID` (header, or gRPC metadata) selects whose spans a request
+    /// writes or reads; data under <data>/tenants/<org id> [default: false].
+    #[arg(long, env = "TRACELAKE_TENANTS")]
+    pub tenants: Option<bool>,
     /// Bearer token the query ports require (Flight SQL, HTTP API) [default: none, no auth].
     #[arg(long, env = "TRACELAKE_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,

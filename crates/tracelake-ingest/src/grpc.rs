@@ -16,16 +16,16 @@ use tonic::codec::CompressionEncoding;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::ingester::Ingester;
+use crate::tenants::{IngestRouter, RouteError};
 
-/// The gRPC `TraceService` over an [`Ingester`].
+/// The gRPC `TraceService` over the ingesters a router picks (by `x-scope-orgid`).
 pub struct GrpcReceiver {
-    ingester: Arc<Ingester>,
+    router: Arc<dyn IngestRouter>,
 }
 
 /// A tonic service for `TraceService/Export`, accepting gzip and messages up to `max_bytes`.
-pub fn otlp_grpc_service(ingester: Arc<Ingester>, max_bytes: usize) -> TraceServiceServer<GrpcReceiver> {
-    TraceServiceServer::new(GrpcReceiver { ingester })
+pub fn otlp_grpc_service(router: Arc<dyn IngestRouter>, max_bytes: usize) -> TraceServiceServer<GrpcReceiver> {
+    TraceServiceServer::new(GrpcReceiver { router })
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(max_bytes)
@@ -38,7 +38,13 @@ impl TraceService for GrpcReceiver {
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let bytes = prost::Message::encoded_len(request.get_ref());
-        match self.ingester.ingest(request.get_ref(), bytes).await {
+        let org_id = request.metadata().get("x-scope-orgid").and_then(|v| v.to_str().ok());
+        let ingester = match self.router.route(org_id).await {
+            Ok(ingester) => ingester,
+            Err(RouteError::InvalidTenant(message)) => return Err(Status::invalid_argument(message)),
+            Err(RouteError::Ingest(e)) => return Err(Status::unavailable(format!("cannot open the tenant's write-ahead log: {e}"))),
+        };
+        match ingester.ingest(request.get_ref(), bytes).await {
             Ok(outcome) => {
                 let partial_success = (!outcome.rejected.is_empty()).then(|| ExportTracePartialSuccess {
                     rejected_spans: i64::try_from(outcome.rejected.len()).unwrap_or(i64::MAX),

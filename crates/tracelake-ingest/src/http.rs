@@ -19,7 +19,7 @@ use axum::routing::post;
 use futures::StreamExt;
 use prost::Message;
 
-use crate::ingester::Ingester;
+use crate::tenants::{IngestRouter, RouteError};
 use crate::otlp_http::{OtlpEncoding, decode_request, encode_response};
 
 /// Default largest request body (after decompression too): 16 MiB.
@@ -43,15 +43,15 @@ impl Default for HttpReceiverConfig {
 
 #[derive(Clone)]
 struct ReceiverState {
-    ingester: Arc<Ingester>,
+    router: Arc<dyn IngestRouter>,
     config: HttpReceiverConfig,
 }
 
-/// `POST /v1/traces` into `ingester`.
-pub fn otlp_http_router(ingester: Arc<Ingester>, config: HttpReceiverConfig) -> Router {
+/// `POST /v1/traces` into the ingester `router` picks (by `X-Scope-OrgID`).
+pub fn otlp_http_router(router: Arc<dyn IngestRouter>, config: HttpReceiverConfig) -> Router {
     Router::new()
         .route("/v1/traces", post(export_traces).fallback(method_not_allowed))
-        .with_state(ReceiverState { ingester, config })
+        .with_state(ReceiverState { router, config })
 }
 
 /// `google.rpc.Status`, as OTLP/HTTP error bodies carry it.
@@ -87,7 +87,13 @@ async fn export_traces(State(state): State<ReceiverState>, headers: HeaderMap, b
             Ok(decoded) => decoded,
             Err(e) => return error_response(reply_encoding, e.status, &e.message),
         };
-    match state.ingester.ingest(&request, body.len()).await {
+    let org_id = headers.get("x-scope-orgid").and_then(|v| v.to_str().ok());
+    let ingester = match state.router.route(org_id).await {
+        Ok(ingester) => ingester,
+        Err(RouteError::InvalidTenant(message)) => return error_response(encoding, 400, &message),
+        Err(RouteError::Ingest(e)) => return retry_later(encoding, 503, &format!("cannot open the tenant's write-ahead log: {e}")),
+    };
+    match ingester.ingest(&request, body.len()).await {
         Ok(outcome) => {
             let body = encode_response(encoding, outcome.rejected.len(), &outcome.refusal_message());
             ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
@@ -151,6 +157,7 @@ mod tests {
     use tower::ServiceExt;
     use tracelake_store::DataLocation;
 
+    use crate::ingester::Ingester;
     use crate::wal::WalConfig;
 
     const GOOD: &str = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[
@@ -162,7 +169,8 @@ mod tests {
         let location = DataLocation::open(data.path().to_str().unwrap()).unwrap();
         let ingester = Arc::new(Ingester::open(location, WalConfig::new(wal.path()), Default::default()).await.unwrap());
         let config = HttpReceiverConfig { max_body: 1 << 16, body_timeout: Duration::from_millis(300) };
-        (otlp_http_router(Arc::clone(&ingester), config), ingester, data, wal)
+        let router = Arc::new(crate::tenants::SingleTenant(Arc::clone(&ingester)));
+        (otlp_http_router(router, config), ingester, data, wal)
     }
 
     async fn post(app: &Router, content_type: &str, body: impl Into<Body>) -> (StatusCode, String) {

@@ -98,7 +98,7 @@ pub struct Ingester {
     /// One flush at a time; holds the flush to redo after a failure.
     flushing: tokio::sync::Mutex<Option<UnfinishedFlush>>,
     state: std::sync::Mutex<BufferState>,
-    metrics: IngestMetrics,
+    metrics: Arc<IngestMetrics>,
     flush_wanted: tokio::sync::Notify,
 }
 
@@ -111,6 +111,16 @@ impl std::fmt::Debug for Ingester {
 impl Ingester {
     /// Opens the WAL, finishes any flush a crash interrupted, and buffers the rest.
     pub async fn open(location: DataLocation, wal: WalConfig, config: IngestConfig) -> Result<Self> {
+        Self::open_with_metrics(location, wal, config, Arc::default()).await
+    }
+
+    /// Like [`Ingester::open`], counting into shared `metrics` (one set for all tenants).
+    pub async fn open_with_metrics(
+        location: DataLocation,
+        wal: WalConfig,
+        config: IngestConfig,
+        metrics: Arc<IngestMetrics>,
+    ) -> Result<Self> {
         let (wal, replayed) = Wal::open(wal)?;
         let writer = SpanFileWriter::new(location);
         let mut buffer: Vec<(u64, RecordBatch)> = replayed.into_iter().map(|(p, b)| (p.segment, b)).collect();
@@ -139,7 +149,7 @@ impl Ingester {
             gate: tokio::sync::RwLock::new(()),
             flushing: tokio::sync::Mutex::new(None),
             state: std::sync::Mutex::new(state),
-            metrics: IngestMetrics::default(),
+            metrics,
             flush_wanted: tokio::sync::Notify::new(),
         })
     }
@@ -320,13 +330,18 @@ impl Ingester {
 
     /// Prometheus text exposition of the ingest metrics.
     pub fn metrics_text(&self) -> String {
+        self.metrics.render(self.gauges())
+    }
+
+    /// This ingester's gauges (buffer and WAL).
+    pub fn gauges(&self) -> IngestGauges {
         use std::sync::atomic::Ordering::Relaxed;
         let wal = self.wal.stats();
         let (rows, bytes) = {
             let state = self.lock_state();
             (state.rows, state.bytes)
         };
-        self.metrics.render(IngestGauges {
+        IngestGauges {
             buffered_spans: rows as u64,
             buffered_bytes: bytes as u64,
             max_buffered_bytes: self.config.max_buffered_bytes as u64,
@@ -334,7 +349,7 @@ impl Ingester {
             wal_records: wal.records.load(Relaxed),
             wal_syncs: wal.syncs.load(Relaxed),
             wal_bytes: wal.bytes.load(Relaxed),
-        })
+        }
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, BufferState> {

@@ -94,6 +94,21 @@ pub struct IngestGauges {
     pub wal_bytes: u64,
 }
 
+impl IngestGauges {
+    /// Sums of two sets of gauges (several tenants' ingesters).
+    pub fn add(self, o: IngestGauges) -> IngestGauges {
+        IngestGauges {
+            buffered_spans: self.buffered_spans + o.buffered_spans,
+            buffered_bytes: self.buffered_bytes + o.buffered_bytes,
+            max_buffered_bytes: self.max_buffered_bytes + o.max_buffered_bytes,
+            wal_disk_bytes: self.wal_disk_bytes + o.wal_disk_bytes,
+            wal_records: self.wal_records + o.wal_records,
+            wal_syncs: self.wal_syncs + o.wal_syncs,
+            wal_bytes: self.wal_bytes + o.wal_bytes,
+        }
+    }
+}
+
 impl IngestMetrics {
     /// A request of `bytes` arrived.
     pub fn request(&self, bytes: usize) {

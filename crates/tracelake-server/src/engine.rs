@@ -43,10 +43,26 @@ impl Default for QueryLimits {
     }
 }
 
+/// Where a request's sessions come from: the tenant (`X-Scope-OrgID`, `None` if absent)
+/// decides the data location and the ingest buffer the `spans` table shows.
+#[async_trait::async_trait]
+pub trait SessionSource: Send + Sync + std::fmt::Debug {
+    /// Sessions for a request of `org_id`; an invalid org id is [`QueryError::InvalidSql`].
+    async fn sessions(&self, org_id: Option<&str>) -> Result<SessionBuilder, QueryError>;
+}
+
+/// One data location for every request (tenants disabled: `X-Scope-OrgID` is ignored).
+#[async_trait::async_trait]
+impl SessionSource for SessionBuilder {
+    async fn sessions(&self, _org_id: Option<&str>) -> Result<SessionBuilder, QueryError> {
+        Ok(self.clone())
+    }
+}
+
 /// Runs SQL from network clients.
 #[derive(Debug)]
 pub struct QueryEngine {
-    sessions: SessionBuilder,
+    sessions: Arc<dyn SessionSource>,
     limits: QueryLimits,
     slots: Arc<Semaphore>,
     queued: std::sync::atomic::AtomicUsize,
@@ -86,8 +102,8 @@ impl PlannedQuery {
 }
 
 impl QueryEngine {
-    /// An engine over the sessions `sessions` builds.
-    pub fn new(sessions: SessionBuilder, limits: QueryLimits) -> Self {
+    /// An engine over the sessions `sessions` gives.
+    pub fn new(sessions: Arc<dyn SessionSource>, limits: QueryLimits) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
             sessions,
@@ -108,10 +124,11 @@ impl QueryEngine {
     }
 
     /// A fresh session with the per-query memory limit (each query gets its own pool).
-    async fn session(&self) -> Result<SessionContext, QueryError> {
+    async fn session(&self, org_id: Option<&str>) -> Result<SessionContext, QueryError> {
         let options = SessionOptions { memory_limit: Some(self.limits.memory_bytes), ..SessionOptions::default() };
         self.sessions
-            .clone()
+            .sessions(org_id)
+            .await?
             .with_options(options)
             .build()
             .await
@@ -119,16 +136,16 @@ impl QueryEngine {
     }
 
     /// A session for catalog metadata (tables, schemas).
-    pub async fn metadata_session(&self) -> Result<SessionContext, QueryError> {
-        self.session().await
+    pub async fn metadata_session(&self, org_id: Option<&str>) -> Result<SessionContext, QueryError> {
+        self.session(org_id).await
     }
 
     /// Parses, checks (read-only) and plans `sql`; `?` placeholders become `$1`, `$2`, ….
-    pub async fn plan(&self, sql: &str) -> Result<PlannedQuery, QueryError> {
+    pub async fn plan(&self, org_id: Option<&str>, sql: &str) -> Result<PlannedQuery, QueryError> {
         let started = Instant::now();
         let result = async {
             let sql = number_question_marks(sql)?;
-            let ctx = self.session().await?;
+            let ctx = self.session(org_id).await?;
             let frame = QueryPolicy::ReadOnly.plan(&ctx, &sql).await.map_err(QueryError::from_query_error)?;
             let plan = frame.into_unoptimized_plan();
             Ok(PlannedQuery { ctx, plan })
@@ -198,8 +215,8 @@ impl QueryEngine {
     }
 
     /// Plans and runs `sql` in one step (no parameters).
-    pub async fn run(&self, sql: &str) -> Result<QueryStream, QueryError> {
-        let planned = self.plan(sql).await?;
+    pub async fn run(&self, org_id: Option<&str>, sql: &str) -> Result<QueryStream, QueryError> {
+        let planned = self.plan(org_id, sql).await?;
         self.execute(planned, Vec::new()).await
     }
 }

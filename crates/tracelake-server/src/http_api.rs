@@ -55,6 +55,11 @@ pub fn error_response(e: &QueryError) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
+/// The tenant of a request (`X-Scope-OrgID`).
+fn org_id(headers: &HeaderMap) -> Option<&str> {
+    headers.get("x-scope-orgid").and_then(|v| v.to_str().ok())
+}
+
 fn check_auth(state: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
     let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     state.auth.check(header).map_err(|e| error_response(&e))
@@ -127,7 +132,7 @@ async fn run_query(state: &ApiState, headers: &HeaderMap, sql: &str, format: Opt
         Ok(f) => f,
         Err(e) => return error_response(&e),
     };
-    let mut stream = match state.engine.run(sql).await {
+    let mut stream = match state.engine.run(org_id(headers), sql).await {
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
@@ -234,7 +239,7 @@ async fn trace_by_id(
     };
     // The id is validated hex: safe to inline.
     let sql = format!("SELECT * FROM spans WHERE trace_id = '{id}' ORDER BY start_time, span_id");
-    let stream = match state.engine.run(&sql).await {
+    let stream = match state.engine.run(org_id(&headers), &sql).await {
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };

@@ -21,7 +21,7 @@ pub mod metrics;
 pub mod placeholders;
 pub mod trace_json;
 
-pub use engine::{PlannedQuery, QueryEngine, QueryLimits, QueryStream};
+pub use engine::{PlannedQuery, QueryEngine, QueryLimits, QueryStream, SessionSource};
 pub use error::QueryError;
 pub use auth::Auth;
 pub use flight::TracelakeFlightSql;

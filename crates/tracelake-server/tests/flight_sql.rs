@@ -51,7 +51,7 @@ async fn start(token: Option<&str>) -> Server {
         buffer.push(&convert_request(&request, AcceptMode::AllOrNothing).unwrap().batch).await.unwrap();
     }
     buffer.finish().await.unwrap();
-    let engine = Arc::new(QueryEngine::new(SessionBuilder::new(location), QueryLimits::default()));
+    let engine = Arc::new(QueryEngine::new(Arc::new(SessionBuilder::new(location)), QueryLimits::default()));
     let service = TracelakeFlightSql::new(engine, Auth::new(token.map(str::to_owned))).into_server();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -9,6 +9,7 @@
 //! - [`buffer`]: per-partition buffering so that many small inputs become few files.
 //! - [`table`]: the `spans` DataFusion table provider (partition pruning from `service_name` and
 //!   `start_time` predicates).
+//! - [`tenant`]: validated org ids and each tenant's data location.
 //! - [`fresh`]: spans still in an ingest buffer, unioned into the `spans` scan exactly once.
 
 pub mod buffer;
@@ -18,6 +19,7 @@ pub mod layout;
 pub mod location;
 pub mod partition;
 pub mod table;
+pub mod tenant;
 pub mod writer;
 
 pub use buffer::{PartitionedBuffer, WriteStats};
@@ -26,5 +28,6 @@ pub use fresh::{FreshSnapshot, FreshSpans};
 pub use layout::PartitionKey;
 pub use location::DataLocation;
 pub use table::SpansTable;
+pub use tenant::TenantId;
 pub use partition::split_by_partition;
 pub use writer::{SpanFileWriter, WrittenFile};

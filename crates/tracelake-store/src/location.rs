@@ -124,6 +124,16 @@ impl DataLocation {
         self.prefix.clone().join(SPANS_DIR)
     }
 
+    /// A location below this one (same store): `parts` appended to the prefix.
+    pub fn child(&self, parts: &[&str]) -> DataLocation {
+        let mut prefix = self.prefix.clone();
+        for part in parts {
+            prefix = prefix.join(*part);
+        }
+        let display = format!("{}/{}", self.display.trim_end_matches('/'), parts.join("/"));
+        Self { store: Arc::clone(&self.store), store_url: self.store_url.clone(), prefix, display }
+    }
+
     /// Whether this is a local directory.
     pub fn is_local(&self) -> bool {
         self.store_url.scheme() == "file"

@@ -62,13 +62,13 @@ impl TracelakeFlightSql {
         self.auth.check(header).map_err(|e| e.to_status())
     }
 
-    async fn plan(&self, sql: &str) -> Result<PlannedQuery, Status> {
-        self.engine.plan(sql).await.map_err(|e| e.to_status())
+    async fn plan<T>(&self, request: &Request<T>, sql: &str) -> Result<PlannedQuery, Status> {
+        self.engine.plan(org_id(request), sql).await.map_err(|e| e.to_status())
     }
 
     /// Plans a handle's SQL and binds its parameters (types checked by DataFusion).
-    async fn plan_handle(&self, handle: &StatementHandle) -> Result<PlannedQuery, Status> {
-        let planned = self.plan(&handle.sql).await?;
+    async fn plan_handle<T>(&self, request: &Request<T>, handle: &StatementHandle) -> Result<PlannedQuery, Status> {
+        let planned = self.plan(request, &handle.sql).await?;
         if handle.params.is_empty() {
             return Ok(planned);
         }
@@ -81,6 +81,11 @@ impl TracelakeFlightSql {
         let batches = stream.map_err(|e| FlightError::Tonic(Box::new(e.to_status())));
         Ok(Response::new(encode(schema, batches)))
     }
+}
+
+/// The tenant of a request (`x-scope-orgid` metadata, as the HTTP header).
+fn org_id<T>(request: &Request<T>) -> Option<&str> {
+    request.metadata().get("x-scope-orgid").and_then(|v| v.to_str().ok())
 }
 
 /// Streams `batches` as Flight data (the schema first, so empty results still carry it).
@@ -143,7 +148,7 @@ impl FlightSqlService for TracelakeFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.check(&request)?;
-        let planned = self.plan(&query.query).await?;
+        let planned = self.plan(&request, &query.query).await?;
         let handle = StatementHandle::encode(&query.query, None).map_err(|e| e.to_status())?;
         let ticket = TicketStatementQuery { statement_handle: handle }.as_any().encode_to_vec();
         flight_info(&planned.schema(), ticket, request.into_inner())
@@ -156,7 +161,7 @@ impl FlightSqlService for TracelakeFlightSql {
     ) -> Result<Response<DoGetStream>, Status> {
         self.check(&request)?;
         let handle = StatementHandle::decode(&ticket.statement_handle).map_err(|e| e.to_status())?;
-        let planned = self.plan_handle(&handle).await?;
+        let planned = self.plan_handle(&request, &handle).await?;
         self.run(planned).await
     }
 
@@ -167,7 +172,7 @@ impl FlightSqlService for TracelakeFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         self.check(&request)?;
         let handle = StatementHandle::decode(&cmd.prepared_statement_handle).map_err(|e| e.to_status())?;
-        let planned = self.plan_handle(&handle).await?;
+        let planned = self.plan_handle(&request, &handle).await?;
         flight_info(&planned.schema(), cmd.as_any().encode_to_vec(), request.into_inner())
     }
 
@@ -178,7 +183,7 @@ impl FlightSqlService for TracelakeFlightSql {
     ) -> Result<Response<DoGetStream>, Status> {
         self.check(&request)?;
         let handle = StatementHandle::decode(&cmd.prepared_statement_handle).map_err(|e| e.to_status())?;
-        let planned = self.plan_handle(&handle).await?;
+        let planned = self.plan_handle(&request, &handle).await?;
         self.run(planned).await
     }
 
@@ -188,7 +193,7 @@ impl FlightSqlService for TracelakeFlightSql {
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         self.check(&request)?;
-        let planned = self.plan(&query.query).await?;
+        let planned = self.plan(&request, &query.query).await?;
         let parameters = planned.parameters().map_err(|e| e.to_status())?;
         let parameter_schema = if parameters.is_empty() {
             bytes::Bytes::new()
@@ -250,7 +255,7 @@ impl FlightSqlService for TracelakeFlightSql {
 
     async fn do_get_catalogs(&self, query: CommandGetCatalogs, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
         self.check(&request)?;
-        let ctx = self.engine.metadata_session().await.map_err(|e| e.to_status())?;
+        let ctx = self.engine.metadata_session(org_id(&request)).await.map_err(|e| e.to_status())?;
         let mut builder = query.into_builder();
         for catalog in ctx.catalog_names() {
             builder.append(catalog);
@@ -270,7 +275,7 @@ impl FlightSqlService for TracelakeFlightSql {
 
     async fn do_get_schemas(&self, query: CommandGetDbSchemas, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
         self.check(&request)?;
-        let ctx = self.engine.metadata_session().await.map_err(|e| e.to_status())?;
+        let ctx = self.engine.metadata_session(org_id(&request)).await.map_err(|e| e.to_status())?;
         one_batch(metadata::db_schemas(&ctx, query))
     }
 
@@ -286,7 +291,7 @@ impl FlightSqlService for TracelakeFlightSql {
 
     async fn do_get_tables(&self, query: CommandGetTables, request: Request<Ticket>) -> Result<Response<DoGetStream>, Status> {
         self.check(&request)?;
-        let ctx = self.engine.metadata_session().await.map_err(|e| e.to_status())?;
+        let ctx = self.engine.metadata_session(org_id(&request)).await.map_err(|e| e.to_status())?;
         one_batch(metadata::tables(&ctx, query).await)
     }
 

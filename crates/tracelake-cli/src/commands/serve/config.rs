@@ -26,6 +26,8 @@ pub struct ServeConfig {
     pub flight_addr: String,
     /// HTTP query API listen address (`/api/v1/query`, `/api/traces/{id}`, `/metrics`, …).
     pub http_addr: String,
+    /// Tenants: `X-Scope-OrgID` selects whose spans a request writes or reads.
+    pub tenants: bool,
     /// Bearer token required by the query ports (Flight SQL, HTTP API); none: no auth.
     pub auth_token: Option<String>,
     /// Memory one query may use (bytes); beyond it, it spills or fails clearly.
@@ -65,6 +67,7 @@ impl Default for ServeConfig {
             flight_addr: "127.0.0.1:50051".into(),
             http_addr: "127.0.0.1:3200".into(),
             auth_token: None,
+            tenants: false,
             query_memory_limit_bytes: 1 << 30,
             query_timeout_secs: 60,
             max_concurrent_queries: 4,
@@ -109,6 +112,7 @@ impl ServeConfig {
             otlp_http_addr,
             flight_addr,
             http_addr,
+            tenants,
             query_memory_limit_bytes,
             query_timeout_secs,
             max_concurrent_queries,

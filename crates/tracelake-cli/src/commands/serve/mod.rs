@@ -6,6 +6,7 @@
 //! Settings: [`config::ServeConfig`] (defaults ← TOML file ← environment ← flags).
 
 pub mod config;
+pub mod sessions;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,16 +17,17 @@ use axum::routing::get;
 use tracelake_ingest::grpc::otlp_grpc_service;
 use tracelake_ingest::http::{HttpReceiverConfig, not_found, otlp_http_router};
 use tracelake_ingest::http_server::serve_router;
-use tracelake_ingest::{IngestConfig, Ingester, WalConfig};
+use tracelake_ingest::tenants::IngestRouter;
+use tracelake_ingest::{FlushPolicy, IngestConfig, TenantIngesters, WalConfig};
 use tracelake_schema::AttributeLimits;
-use tracelake_query::SessionBuilder;
 use tracelake_server::http_api::query_router;
 use tracelake_server::{Auth, QueryEngine, QueryLimits, TracelakeFlightSql};
-use tracelake_store::{DataLocation, FreshSpans};
+use tracelake_store::DataLocation;
 
 use crate::cli::ServeArgs;
 use crate::error::{CliError, Result};
 use config::ServeConfig;
+use sessions::ServeSessions;
 
 /// Runs `tracelake serve`.
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -49,14 +51,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         },
         max_buffered_bytes: config.max_buffered_bytes,
     };
-    let ingester = Arc::new(
-        Ingester::open(location.clone(), wal, ingest)
+    let policy = FlushPolicy { interval: Duration::from_secs(config.flush_interval_secs), bytes: config.flush_bytes };
+    let ingesters = Arc::new(
+        TenantIngesters::open(location.clone(), wal, ingest, policy, config.tenants)
             .await
             .map_err(|e| CliError::Usage(format!("cannot open the write-ahead log in {}: {e}", wal_dir.display())))?,
     );
     let timeout = Duration::from_secs(config.request_timeout_secs);
     let ready = Arc::new(AtomicBool::new(false));
-    let sessions = SessionBuilder::new(location.clone()).with_fresh(Arc::clone(&ingester) as Arc<dyn FreshSpans>);
+    let sessions = Arc::new(ServeSessions { location: location.clone(), ingesters: Arc::clone(&ingesters) });
     let limits = QueryLimits {
         memory_bytes: config.query_memory_limit_bytes,
         timeout: Duration::from_secs(config.query_timeout_secs),
@@ -66,13 +69,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let engine = Arc::new(QueryEngine::new(sessions, limits));
     let auth = Auth::new(config.auth_token.clone());
     let metrics_text = {
-        let (ingester, engine) = (Arc::clone(&ingester), Arc::clone(&engine));
-        move || format!("{}{}", ingester.metrics_text(), engine.metrics().render())
+        let (ingesters, engine) = (Arc::clone(&ingesters), Arc::clone(&engine));
+        move || format!("{}{}", ingesters.metrics_text(), engine.metrics().render())
     };
+    let router: Arc<dyn IngestRouter> = Arc::clone(&ingesters) as Arc<dyn IngestRouter>;
     let common = common_routes(Arc::clone(&ready), metrics_text);
     let receiver = HttpReceiverConfig { max_body: config.max_request_bytes, body_timeout: timeout };
     let app = Router::new()
-        .merge(otlp_http_router(Arc::clone(&ingester), receiver))
+        .merge(otlp_http_router(Arc::clone(&router), receiver))
         .merge(common.clone())
         .fallback(not_found);
     let query_app = query_router(Arc::clone(&engine), auth.clone()).merge(common).fallback(not_found);
@@ -94,7 +98,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     };
     let grpc = tonic::transport::Server::builder()
         .timeout(timeout)
-        .add_service(otlp_grpc_service(Arc::clone(&ingester), config.max_request_bytes))
+        .add_service(otlp_grpc_service(router, config.max_request_bytes))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
             stopped(stop_rx.clone()),
@@ -108,9 +112,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         );
     let flight = tokio::spawn(flight);
     let query_http = tokio::spawn(serve_router(query_listener, query_app, timeout, stopped(stop_rx.clone())));
-    let flusher = tokio::spawn(
-        Arc::clone(&ingester).run_flusher(Duration::from_secs(config.flush_interval_secs), config.flush_bytes),
-    );
     ready.store(true, Ordering::SeqCst);
     eprintln!(
         "tracelake serve: OTLP/gRPC on {}, OTLP/HTTP on http://{}/v1/traces, Flight SQL on {}, HTTP API on http://{}/api/v1/query{}, data {location}, WAL {} ({} spans recovered)",
@@ -120,7 +121,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         config.http_addr,
         if config.auth_token.is_some() { " (token required)" } else { "" },
         wal_dir.display(),
-        ingester.buffered_rows()
+        ingesters.buffered_rows()
     );
     serve_router(listener, app, timeout, stopped(stop_rx))
         .await
@@ -137,8 +138,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         Ok(Err(e)) => return Err(CliError::Output(format!("HTTP query API server error: {e}"))),
         Err(e) => return Err(CliError::Output(format!("HTTP query API server task failed: {e}"))),
     }
-    flusher.abort();
-    let stats = ingester.flush().await.map_err(|e| CliError::Output(format!("final flush failed (spans stay in the WAL): {e}")))?;
+    let stats = ingesters.flush_all().await.map_err(|e| CliError::Output(format!("final flush failed (spans stay in the WAL): {e}")))?;
     eprintln!("tracelake serve: stopped; final flush wrote {} span(s) in {} file(s)", stats.rows, stats.files);
     Ok(())
 }
