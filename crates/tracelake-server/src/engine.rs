@@ -20,6 +20,7 @@ use futures::Stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracelake_query::{QueryPolicy, SessionBuilder, SessionOptions};
 
+use crate::deadline::{StopSignal, with_deadline};
 use crate::error::QueryError;
 use crate::metrics::QueryMetrics;
 use crate::placeholders::number_question_marks;
@@ -177,9 +178,12 @@ impl QueryEngine {
         let PlannedQuery { ctx, plan } = if params.is_empty() { query } else { query.bind(params)? };
         let permit = self.acquire_slot().await?;
         let deadline = tokio::time::Instant::now() + self.limits.timeout;
+        let stop = StopSignal::new(self.limits.timeout);
         let run = async {
             let frame = ctx.execute_logical_plan(plan).await?;
-            frame.execute_stream().await
+            let task_ctx = Arc::new(frame.task_ctx());
+            let physical = with_deadline(frame.create_physical_plan().await?, &stop)?;
+            datafusion::physical_plan::execute_stream(physical, task_ctx)
         };
         let stream = match tokio::time::timeout_at(deadline, run).await {
             Ok(stream) => stream.map_err(|e| QueryError::from_execution_error(e, self.limits))?,
@@ -190,6 +194,7 @@ impl QueryEngine {
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             limits: self.limits,
             _permit: permit,
+            stop,
             metrics: Arc::clone(&self.metrics),
             started,
             finished: false,
@@ -228,6 +233,7 @@ pub struct QueryStream {
     deadline: Pin<Box<tokio::time::Sleep>>,
     limits: QueryLimits,
     _permit: OwnedSemaphorePermit,
+    stop: StopSignal,
     metrics: Arc<QueryMetrics>,
     started: Instant,
     finished: bool,
@@ -283,6 +289,8 @@ impl Stream for QueryStream {
 
 impl Drop for QueryStream {
     fn drop(&mut self) {
+        // Operators still running in spawned tasks stop at their next batch.
+        self.stop.cancel();
         // A client that went away mid-stream: count the query, cancelled by the drop.
         self.finish(Some(&QueryError::Cancelled));
     }

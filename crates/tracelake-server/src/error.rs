@@ -67,6 +67,7 @@ impl QueryError {
             }
             DataFusionError::External(inner) => match inner.downcast_ref::<QueryError>() {
                 Some(QueryError::Timeout(d)) => Self::Timeout(*d),
+                Some(QueryError::Cancelled) => Self::Cancelled,
                 _ => Self::from(e),
             },
             _ => Self::from(e),

@@ -3,6 +3,7 @@
 //!
 //! - [`engine`]: read-only planning, `?` placeholders and parameters, per-query memory limit,
 //!   timeout with cancellation, concurrency limit with a bounded queue.
+//! - [`deadline`]: timeout and cancellation checked inside every operator of a plan.
 //! - [`error`]: [`QueryError`] and its mapping to gRPC codes and HTTP statuses.
 //! - [`placeholders`]: `?` → `$n` on SQL tokens.
 //! - [`metrics`]: query counters and latency histogram.
@@ -13,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod deadline;
 pub mod engine;
 pub mod error;
 pub mod flight;

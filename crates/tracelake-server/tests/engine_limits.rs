@@ -60,3 +60,15 @@ async fn queries_beyond_slots_and_queue_are_told_the_server_is_busy() {
     drop(running); // frees the slot (and cancels the query)
     assert_eq!(drain(&engine, "SELECT 1").await.unwrap(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_join_that_never_yields_is_still_cancelled_at_the_timeout() {
+    let (_d, engine) = engine(QueryLimits { timeout: Duration::from_millis(500), ..QueryLimits::default() });
+    let started = Instant::now();
+    // 10^15 rows out of a cross join: the aggregate above it polls batch after batch without
+    // ever returning to the runtime, so only a check inside the plan can stop it.
+    let sql = "SELECT count(*) FROM range(100000) a, range(100000) b, range(100000) c";
+    let e = drain(&engine, sql).await.unwrap_err();
+    assert!(matches!(e, QueryError::Timeout(_)), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "returned after {:?}", started.elapsed());
+}
