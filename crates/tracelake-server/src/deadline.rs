@@ -7,6 +7,11 @@
 //! timeout). [`with_deadline`] therefore wraps every node of the physical plan in a
 //! [`DeadlineExec`] that checks the deadline and the cancel flag on every batch it passes on and
 //! fails the query when either is hit — so the operator loop above it ends within one batch.
+//!
+//! What this cannot stop is one long step inside a single operator that emits nothing — a
+//! nested-loop join whose filter rejects almost every pair loops internally. The engine runs
+//! queries on their own thread pool and answers the client at the deadline anyway; such a
+//! step keeps one query thread busy until it returns, then the query stops.
 
 use std::fmt;
 use std::pin::Pin;

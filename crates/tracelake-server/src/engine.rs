@@ -16,7 +16,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::RecordBatchStream;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracelake_query::{QueryPolicy, SessionBuilder, SessionOptions};
 
@@ -60,9 +60,11 @@ impl SessionSource for SessionBuilder {
     }
 }
 
-/// Runs SQL from network clients.
+/// Runs SQL from network clients. Queries execute on their own thread pool, so a query that
+/// keeps its threads busy never delays ingest or the answers of the servers.
 #[derive(Debug)]
 pub struct QueryEngine {
+    runtime: Option<tokio::runtime::Runtime>,
     sessions: Arc<dyn SessionSource>,
     limits: QueryLimits,
     slots: Arc<Semaphore>,
@@ -105,13 +107,26 @@ impl PlannedQuery {
 impl QueryEngine {
     /// An engine over the sessions `sessions` gives.
     pub fn new(sessions: Arc<dyn SessionSource>, limits: QueryLimits) -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("tracelake-query")
+            .enable_all()
+            .build()
+            .map_err(|e| tracing::error!(error = %e, "cannot start the query thread pool; queries share the server's"))
+            .ok();
         Self {
+            runtime,
             slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
             sessions,
             limits,
             queued: std::sync::atomic::AtomicUsize::new(0),
             metrics: Arc::new(QueryMetrics::default()),
         }
+    }
+
+    fn runtime(&self) -> tokio::runtime::Handle {
+        self.runtime.as_ref().map_or_else(tokio::runtime::Handle::current, |r| r.handle().clone())
     }
 
     /// The limits.
@@ -179,18 +194,48 @@ impl QueryEngine {
         let permit = self.acquire_slot().await?;
         let deadline = tokio::time::Instant::now() + self.limits.timeout;
         let stop = StopSignal::new(self.limits.timeout);
-        let run = async {
-            let frame = ctx.execute_logical_plan(plan).await?;
-            let task_ctx = Arc::new(frame.task_ctx());
-            let physical = with_deadline(frame.create_physical_plan().await?, &stop)?;
-            datafusion::physical_plan::execute_stream(physical, task_ctx)
-        };
-        let stream = match tokio::time::timeout_at(deadline, run).await {
-            Ok(stream) => stream.map_err(|e| QueryError::from_execution_error(e, self.limits))?,
-            Err(_) => return Err(QueryError::Timeout(self.limits.timeout)),
+        // The query runs on the query runtime and sends its batches here: whatever its operators
+        // do, this side can always give up at the deadline.
+        let (schema_tx, schema_rx) = tokio::sync::oneshot::channel();
+        let (batch_tx, batches) = tokio::sync::mpsc::channel(2);
+        let task_stop = stop.clone();
+        let task = self.runtime().spawn(async move {
+            let started = async {
+                let frame = ctx.execute_logical_plan(plan).await?;
+                let task_ctx = Arc::new(frame.task_ctx());
+                let physical = with_deadline(frame.create_physical_plan().await?, &task_stop)?;
+                datafusion::physical_plan::execute_stream(physical, task_ctx)
+            };
+            let mut stream = match started.await {
+                Ok(stream) => {
+                    let _ = schema_tx.send(Ok(stream.schema()));
+                    stream
+                }
+                Err(e) => {
+                    let _ = schema_tx.send(Err(e));
+                    return;
+                }
+            };
+            while let Some(item) = stream.next().await {
+                if batch_tx.send(item).await.is_err() {
+                    return; // the reader went away
+                }
+            }
+        });
+        let schema = match tokio::time::timeout_at(deadline, schema_rx).await {
+            Ok(Ok(Ok(schema))) => schema,
+            Ok(Ok(Err(e))) => return Err(QueryError::from_execution_error(e, self.limits)),
+            Ok(Err(_)) => return Err(QueryError::Internal("the query task ended before it started".into())),
+            Err(_) => {
+                stop.cancel();
+                task.abort();
+                return Err(QueryError::Timeout(self.limits.timeout));
+            }
         };
         Ok(QueryStream {
-            inner: stream,
+            schema,
+            batches,
+            task,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             limits: self.limits,
             _permit: permit,
@@ -229,7 +274,9 @@ impl QueryEngine {
 /// A running query's results. Ends with [`QueryError::Timeout`] when the time limit passes;
 /// dropping it cancels the query.
 pub struct QueryStream {
-    inner: SendableRecordBatchStream,
+    schema: SchemaRef,
+    batches: tokio::sync::mpsc::Receiver<Result<RecordBatch, DataFusionError>>,
+    task: tokio::task::JoinHandle<()>,
     deadline: Pin<Box<tokio::time::Sleep>>,
     limits: QueryLimits,
     _permit: OwnedSemaphorePermit,
@@ -241,14 +288,14 @@ pub struct QueryStream {
 
 impl std::fmt::Debug for QueryStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryStream").field("schema", &self.inner.schema()).finish_non_exhaustive()
+        f.debug_struct("QueryStream").field("schema", &self.schema).finish_non_exhaustive()
     }
 }
 
 impl QueryStream {
     /// The schema of every batch.
     pub fn schema(&self) -> SchemaRef {
-        self.inner.schema()
+        Arc::clone(&self.schema)
     }
 
     fn finish(&mut self, error: Option<&QueryError>) {
@@ -271,7 +318,7 @@ impl Stream for QueryStream {
             self.finish(Some(&error));
             return Poll::Ready(Some(Err(error)));
         }
-        match self.inner.as_mut().poll_next(cx) {
+        match self.batches.poll_recv(cx) {
             Poll::Ready(Some(Ok(batch))) => Poll::Ready(Some(Ok(batch))),
             Poll::Ready(Some(Err(e))) => {
                 let error = QueryError::from_execution_error(e, self.limits);
@@ -289,8 +336,9 @@ impl Stream for QueryStream {
 
 impl Drop for QueryStream {
     fn drop(&mut self) {
-        // Operators still running in spawned tasks stop at their next batch.
+        // Operators stop at their next batch; the task at its next await.
         self.stop.cancel();
+        self.task.abort();
         // A client that went away mid-stream: count the query, cancelled by the drop.
         self.finish(Some(&QueryError::Cancelled));
     }
@@ -311,4 +359,13 @@ pub fn into_record_batch_stream(stream: QueryStream) -> SendableRecordBatchStrea
         }
     }
     Box::pin(Adapter(stream))
+}
+
+impl Drop for QueryEngine {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; from async code it must not.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
