@@ -29,6 +29,9 @@ use crate::error::{CliError, Result};
 use config::ServeConfig;
 use sessions::ServeSessions;
 
+/// How long open requests may take to finish after SIGTERM before the final flush.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 /// Runs `tracelake serve`.
 pub async fn run(args: ServeArgs) -> Result<()> {
     let config = ServeConfig::resolve(&args)?;
@@ -123,20 +126,35 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         wal_dir.display(),
         ingesters.buffered_rows()
     );
-    serve_router(listener, app, timeout, stopped(stop_rx))
-        .await
-        .map_err(|e| CliError::Output(format!("OTLP/HTTP server error: {e}")))?;
-    for (name, task) in [("OTLP/gRPC", grpc), ("Flight SQL", flight)] {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(CliError::Output(format!("{name} server error: {e}"))),
-            Err(e) => return Err(CliError::Output(format!("{name} server task failed: {e}"))),
+    let otlp_http = tokio::spawn(serve_router(listener, app, timeout, stopped(stop_rx.clone())));
+    stopped(stop_rx).await;
+    // Open requests get a grace period to finish; then the final flush runs regardless, so
+    // that SIGTERM always ends within about a minute.
+    let servers = async {
+        let mut failures = Vec::new();
+        for (name, task) in [("OTLP/HTTP", otlp_http), ("HTTP query API", query_http)] {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(format!("{name} server error: {e}")),
+                Err(e) => failures.push(format!("{name} server task failed: {e}")),
+            }
         }
-    }
-    match query_http.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(CliError::Output(format!("HTTP query API server error: {e}"))),
-        Err(e) => return Err(CliError::Output(format!("HTTP query API server task failed: {e}"))),
+        for (name, task) in [("OTLP/gRPC", grpc), ("Flight SQL", flight)] {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(format!("{name} server error: {e}")),
+                Err(e) => failures.push(format!("{name} server task failed: {e}")),
+            }
+        }
+        failures
+    };
+    match tokio::time::timeout(SHUTDOWN_GRACE, servers).await {
+        Ok(failures) => {
+            for failure in failures {
+                tracing::error!("{failure}");
+            }
+        }
+        Err(_) => eprintln!("tracelake serve: requests still open after {} s; flushing anyway", SHUTDOWN_GRACE.as_secs()),
     }
     let stats = ingesters.flush_all().await.map_err(|e| CliError::Output(format!("final flush failed (spans stay in the WAL): {e}")))?;
     eprintln!("tracelake serve: stopped; final flush wrote {} span(s) in {} file(s)", stats.rows, stats.files);
