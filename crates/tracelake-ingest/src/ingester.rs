@@ -224,8 +224,25 @@ impl Ingester {
     }
 
     /// Writes everything acknowledged so far to Parquet and drops it from the WAL.
+    /// A flush left unfinished by a failure or a cancelled task is redone first (same file
+    /// names), then everything acknowledged since is flushed too.
     pub async fn flush(&self) -> Result<WriteStats> {
+        let mut total = WriteStats::default();
+        loop {
+            let (stats, was_redo) = self.flush_once().await?;
+            total.files += stats.files;
+            total.rows += stats.rows;
+            total.bytes += stats.bytes;
+            if !was_redo {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One flush; `true` when it was the redo of an unfinished one.
+    async fn flush_once(&self) -> Result<(WriteStats, bool)> {
         let mut unfinished = self.flushing.lock().await;
+        let was_redo = unfinished.is_some();
         let flush = match *unfinished {
             Some(flush) => flush,
             None => {
@@ -235,7 +252,7 @@ impl Ingester {
                 };
                 let time_ms = now_ms();
                 if !self.lock_state().entries.iter().any(|e| e.segment <= segment) {
-                    return Ok(WriteStats::default());
+                    return Ok((WriteStats::default(), false));
                 }
                 UnfinishedFlush { number: 0, segment, time_ms }
             }
@@ -293,7 +310,7 @@ impl Ingester {
         self.wal.remove_through(flush.segment)?;
         remove_markers(self.wal.dir(), flush.segment)?;
         self.metrics.flushed(stats.rows, started.elapsed());
-        Ok(stats)
+        Ok((stats, was_redo))
     }
 
     /// Flushes when the oldest data is `interval` old, when the buffer passes `flush_bytes`, or
