@@ -91,7 +91,8 @@ def run_mode(args, mode, extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACELAKE_")}
     log = open(data.parent / f"{data.name}.log", "w+")
     server = subprocess.Popen(
-        [args.bin, "serve", "--data", str(data), "--otlp-grpc-addr", grpc, "--otlp-http-addr", http, "--flight-addr", f"127.0.0.1:{free_port()}", "--http-addr", f"127.0.0.1:{free_port()}",
+        [args.bin, "serve", "--data", str(data), "--otlp-grpc-addr", grpc, "--otlp-http-addr", http,
+         "--flight-addr", f"127.0.0.1:{free_port()}", "--http-addr", f"127.0.0.1:{free_port()}",
          "--flush-interval-secs", str(args.flush_interval_secs), *extra],
         stdout=log, stderr=subprocess.STDOUT, env=env)
     try:

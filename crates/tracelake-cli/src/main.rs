@@ -3,6 +3,11 @@
 use clap::Parser;
 use tracelake::cli::Cli;
 
+/// mimalloc instead of glibc malloc: the OTLP ingest path allocates per attribute and per id,
+/// and glibc's allocator took ~40 % of the server's CPU under load (perf, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
