@@ -180,3 +180,20 @@ def test_spans_are_queryable_right_after_they_are_acknowledged(server):
         assert cur.fetchone()[0] == 1
     assert time.monotonic() - acked < 1.0
     assert not list((server["data"] / "spans").glob("**/service=fresh-svc/*.parquet")), "not flushed yet"
+
+
+def test_trace_by_id_is_the_whole_trace_as_otlp_json(server):
+    (trace_id, count), = duck(server["data"], "SELECT trace_id, count(*) FROM spans GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1")
+    expected = {(r[0], r[1] or "", r[2], str(r[3]), str(r[4])) for r in duck(server["data"],
+        f"SELECT span_id, parent_span_id, span_name, epoch_ns(start_time), epoch_ns(end_time) FROM spans WHERE trace_id = '{trace_id}'")}
+    status, body = http(server, f"/api/traces/{trace_id}")
+    assert status == 200
+    spans = [s for rs in json.loads(body)["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]]
+    assert len(spans) == count
+    assert {(s["spanId"], s["parentSpanId"], s["name"], s["startTimeUnixNano"], s["endTimeUnixNano"]) for s in spans} == expected
+    assert all(s["traceId"] == trace_id for s in spans)
+    status, body = http(server, f"/api/traces/{trace_id}?format=tempo")
+    assert status == 200 and "batches" in json.loads(body)
+    assert http(server, "/api/traces/0123456789abcdef0123456789abcdef")[0] == 404
+    status, body = http(server, "/api/traces/xyz")
+    assert status == 400 and "32 hex digits" in json.loads(body)["error"]["message"]
