@@ -197,3 +197,16 @@ def test_trace_by_id_is_the_whole_trace_as_otlp_json(server):
     assert http(server, "/api/traces/0123456789abcdef0123456789abcdef")[0] == 404
     status, body = http(server, "/api/traces/xyz")
     assert status == 400 and "32 hex digits" in json.loads(body)["error"]["message"]
+
+
+def test_adbc_metadata_lists_the_tables_with_their_columns(server):
+    with adbc(server) as conn:
+        objects = conn.adbc_get_objects(depth="all").read_all().to_pylist()
+        tables = {(c["catalog_name"], s["db_schema_name"], t["table_name"]): [col["column_name"] for col in t["table_columns"]]
+                  for c in objects for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]}
+        for view in ("spans", "traces", "service_edges"):
+            assert ("datafusion", "public", view) in tables, sorted(tables)
+        spans_columns = [r[0] for r in duck(server["data"], "SELECT column_name FROM (DESCRIBE spans)")]
+        assert set(spans_columns) <= set(tables[("datafusion", "public", "spans")])
+        assert conn.adbc_get_table_schema("spans").field("trace_id").type == pa.string()
+        assert conn.adbc_get_info()["vendor_name"] == "tracelake"
