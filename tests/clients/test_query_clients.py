@@ -55,8 +55,8 @@ def adbc(server):
 
 
 def http(server, path, body=None, token="s3cret", headers=None):
-    req = urllib.request.Request(f"http://127.0.0.1:{server['http']}{path}", data=body,
-                                 headers={"Authorization": f"Bearer {token}", **(headers or {})})
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(f"http://127.0.0.1:{server['http']}{path}", data=body, headers={**auth, **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, r.read()
@@ -69,9 +69,9 @@ def query(server, sql, fmt=None, token="s3cret"):
     return http(server, path, json.dumps({"sql": sql}).encode(), token)
 
 
-def healthy(server):
+def healthy(server, token="s3cret"):
     assert http(server, "/health")[0] == 200
-    status, body = query(server, "SELECT count(*) AS n FROM spans WHERE service_name <> 'fresh-svc'")
+    status, body = query(server, token=token, sql="SELECT count(*) AS n FROM spans WHERE service_name <> 'fresh-svc'")
     assert status == 200 and json.loads(body)["rows"] == [[20000]]
 
 
@@ -145,13 +145,26 @@ def test_refused_statements(server, sql, code):
     healthy(server)
 
 
-def test_memory_limit_timeout_and_token(server):
-    # 20,000 values of 16 KB aggregated into one list: ~320 MB that cannot spill, over 256 MiB.
-    big = "SELECT array_agg(repeat(span_id, 1000)) FROM spans"
-    status, body = query(server, big)
+def test_memory_limit(tracelake, server):
+    """20,000 values of 16 KB aggregated into one list: ~320 MB that cannot spill, over a
+    256 MiB limit. Its own server with a generous timeout, so that a slow machine still hits
+    the memory limit first."""
+    ports = {k: free_port() for k in ("otlp", "http")}
+    own = start(tracelake, server["data"], ports["otlp"], extra=[
+        "--flight-addr", f"127.0.0.1:{free_port()}", "--http-addr", f"127.0.0.1:{ports['http']}",
+        "--wal-dir", str(server["data"].parent / "wal-memory"),
+        "--query-memory-limit-bytes", str(256 << 20), "--query-timeout-secs", "300"])
+    status, body = query({**server, "http": ports["http"]}, "SELECT array_agg(repeat(span_id, 1000)) FROM spans", token=None)
     assert (status, json.loads(body)["error"]["code"]) == (422, "memory_limit"), body
+    assert "256" in json.loads(body)["error"]["message"] or "268435456" in json.loads(body)["error"]["message"]
+    healthy({**server, "http": ports["http"]}, token=None)
+    own.terminate()
+    own.wait(timeout=60)
+
+
+def test_timeout_and_token(server):
     started = time.monotonic()
-    status, body = query(server, "SELECT count(*) FROM spans a, spans b WHERE a.duration_ns + b.duration_ns = 7")
+    status, body = query(server, "SELECT count(*) FROM range(1000000000000) WHERE value % 7 = 3")
     assert (status, json.loads(body)["error"]["code"]) == (408, "timeout"), body
     assert time.monotonic() - started < 8
     assert query(server, "SELECT 1", token="nope")[0] == 401
