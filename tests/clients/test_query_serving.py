@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import signal
 import time
@@ -467,6 +468,15 @@ def test_http_errors(server):
     assert_healthy(server)
 
 
+@pytest.mark.parametrize("sql", ["SELECT duration_ns / 0 FROM spans LIMIT 1", "SELECT CAST('x' AS INT)"],
+                         ids=["divide-by-zero", "invalid-cast"])
+def test_errors_in_the_querys_values_are_client_errors(server, sql):
+    """A query that fails on its own values is the client's error: 400 `invalid_sql` over HTTP,
+    INVALID_ARGUMENT over Flight SQL (5xx / INTERNAL would tell the user the server is broken)."""
+    assert_error(query(server.http, sql), 400, "invalid_sql")
+    assert "INVALID_ARGUMENT" in adbc_error(server, sql)
+
+
 # --- 4. Trace by id -----------------------------------------------------------------------------
 
 KINDS = {"UNSPECIFIED": 0, "INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4, "CONSUMER": 5}
@@ -573,7 +583,23 @@ def test_write_statements_are_refused_over_flight_sql(server, statement):
 MEMORY_HOG = ("SELECT count(*) FROM (SELECT repeat(span_id, 10000) AS k FROM spans) a "
               "JOIN (SELECT repeat(span_id, 10000) AS k FROM spans) b ON a.k = b.k")
 # 20,000³ = 8·10¹² rows: runs for hours.
-ENDLESS = "SELECT count(*) FROM spans a, spans b, spans c"
+# Counts 10^12 rows (yielding between batches); a cross-join count would be answered from
+# row-count statistics at once.
+ENDLESS = "SELECT count(*) FROM range(1000000000000) WHERE value % 7 = 3"
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def assert_idle(srv):
+    """The cancelled query really stopped: the server uses (almost) no CPU afterwards."""
+    time.sleep(0.5)
+    before = cpu_seconds(srv.proc.pid)
+    time.sleep(1.5)
+    assert cpu_seconds(srv.proc.pid) - before < 0.5, "the cancelled query is still running"
 
 
 def test_memory_limit(tracelake, generated, tmp_path):
@@ -597,16 +623,18 @@ def test_memory_limit(tracelake, generated, tmp_path):
 def test_timeout(tracelake, generated, tmp_path):
     """Under `--query-timeout-secs 2`, a query that would run for hours is cancelled: 408
     `timeout` over HTTP and DEADLINE_EXCEEDED over Flight SQL, each within 5 s; afterwards the
-    server answers normally (the cancelled queries gave their slots back)."""
+    server is idle (the query stopped, not just its answer) and answers normally."""
     srv = serve(tracelake, generated, "--wal-dir", str(tmp_path / "wal"), "--query-timeout-secs", "2")
     try:
         started = time.monotonic()
         assert "2 s" in assert_error(query(srv.http, ENDLESS), 408, "timeout")
         assert time.monotonic() - started < 5
+        assert_idle(srv)
         started = time.monotonic()
         message = adbc_error(srv, ENDLESS)
         assert time.monotonic() - started < 5
         assert "DeadlineExceeded" in message, message
+        assert_idle(srv)
         assert_healthy(srv)
     finally:
         stop(srv)
@@ -646,18 +674,11 @@ def test_auth_token_flight_sql(auth_server):
     assert reader.read_all().column("n").to_pylist() == [16]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Basic credentials are decoded as padded base64 only; Arrow Go's Flight client (under the "
-    "ADBC driver) sends unpadded base64 (base64.RawStdEncoding), so the handshake fails with "
-    "UNAUTHENTICATED \"authorization must be 'Bearer <token>'\""))
 def test_auth_token_adbc_handshake(auth_server):
     """ADBC's username/password (a Flight handshake with Basic credentials, password = token)."""
     assert adbc_rows(auth_server, "SELECT length(span_id) FROM spans LIMIT 1", username="u", password=TOKEN) == [(16,)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Basic credentials in unpadded base64 (RFC 4648 §3.2 'Raw' encoding, as Arrow Go sends them) are "
-    "refused: 'authorization must be ...'"))
 def test_auth_basic_credentials_without_base64_padding(auth_server):
     """`authorization: Basic <base64 without '=' padding>` authenticates like the padded form."""
     unpadded = base64.b64encode(f"u:{TOKEN}".encode()).decode().rstrip("=")
@@ -672,8 +693,8 @@ def test_auth_basic_credentials_without_base64_padding(auth_server):
 
 def test_spans_are_queryable_as_soon_as_acknowledged(tracelake, tmp_path):
     """With `--flush-interval-secs 3600` on an empty store, spans acknowledged over OTLP/HTTP are
-    returned within 1 s by the HTTP API, the trace endpoint and Flight SQL — while no Parquet
-    file exists yet. SIGTERM then flushes them to Parquet."""
+    returned by the HTTP API within 1 s, by Flight SQL (a new ADBC connection) right after, and by
+    the trace endpoint — while no Parquet file exists yet. SIGTERM then flushes them to Parquet."""
     data = tmp_path / "fresh"
     srv = serve(tracelake, data, "--flush-interval-secs", "3600")
     try:
@@ -692,13 +713,14 @@ def test_spans_are_queryable_as_soon_as_acknowledged(tracelake, tmp_path):
                 break
             time.sleep(0.05)
         assert [r[0] for r in rows] == span_ids
-        assert query(srv.http, "SELECT count(*) FROM spans").json()["rows"] == [[3]]
+        assert time.monotonic() - acknowledged < 1.0
         assert [r[0] for r in adbc_rows(srv, sql)] == span_ids
+        assert time.monotonic() - acknowledged < 2.0  # a fresh ADBC connection, under CI load
+        assert query(srv.http, "SELECT count(*) FROM spans").json()["rows"] == [[3]]
         assert adbc_rows(srv, "SELECT count(*) FROM spans WHERE service_name = 'fresh-svc'") == [(3,)]
         trace = http(srv.http, f"/api/traces/{trace_id}")
         assert trace.status == 200
         assert sorted(s["spanId"] for _, s in otlp_spans(trace.json()["resourceSpans"])) == span_ids
-        assert time.monotonic() - acknowledged < 1.0
         assert not list(data.rglob("*.parquet")), "spans were flushed; the test proves nothing"
     finally:
         stop(srv)
@@ -734,13 +756,11 @@ def test_query_metrics(server):
     assert otlp_port[OK] == after[OK] and otlp_port[INVALID] == after[INVALID]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "requests refused for a missing or wrong token are not counted: "
-    "tracelake_queries_total{outcome=\"unauthenticated\"} stays 0"))
 def test_query_metrics_count_refused_tokens(auth_server):
     """A query refused for a wrong token counts as `outcome="unauthenticated"`."""
     key = 'tracelake_queries_total{outcome="unauthenticated"}'
     before = metrics(auth_server.http)[key]
     assert query(auth_server.http, "SELECT 1", token="nope").status == 401
     adbc_error(auth_server, "SELECT 1", **{"adbc.flight.sql.authorization_header": "Bearer nope"})
-    assert metrics(auth_server.http)[key] - before == 2
+    # One refused HTTP request; ADBC makes at least one refused call (it may make more).
+    assert metrics(auth_server.http)[key] - before >= 2

@@ -59,7 +59,12 @@ impl Auth {
 fn basic_password(value: &str) -> Option<String> {
     use base64::Engine as _;
     let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    // Padding optional: Arrow Go's Flight client (under the ADBC driver) sends it unpadded.
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let decoded = engine.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     text.split_once(':').map(|(_, password)| password.to_owned())
 }
@@ -77,6 +82,7 @@ mod tests {
         let auth = Auth::new(Some("s3cret".into()));
         assert!(auth.check(Some("Bearer s3cret")).is_ok());
         assert!(auth.check(Some("Basic dXNlcjpzM2NyZXQ=")).is_ok()); // user:s3cret
+        assert!(auth.check(Some("Basic dXNlcjpzM2NyZXQ")).is_ok(), "unpadded, as Arrow Go sends it");
         assert_eq!(auth.check(Some("Bearer nope")).unwrap_err().to_string(), "invalid token");
         assert!(auth.check(None).unwrap_err().to_string().contains("missing authorization"));
         assert!(auth.check(Some("Token s3cret")).is_err());

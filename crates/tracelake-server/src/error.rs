@@ -131,6 +131,10 @@ impl From<DataFusionError> for QueryError {
                 Self::InvalidSql(message)
             }
             DataFusionError::ResourcesExhausted(m) => Self::MemoryLimit { limit: 0, message: m.clone() },
+            // Failures on the query's own values (division by zero, a bad cast, an overflow) are
+            // the client's to fix: 400, not "the server is broken".
+            DataFusionError::ArrowError(e, _) if is_value_error(e) => Self::InvalidSql(message),
+            DataFusionError::Execution(_) => Self::InvalidSql(message),
             _ => Self::Internal(message),
         }
     }
@@ -140,6 +144,19 @@ impl From<DataFusionError> for QueryError {
 /// "Statement not supported: …").
 fn is_policy_refusal(message: &str) -> bool {
     ["DDL not supported", "DML not supported", "Statement not supported"].iter().any(|p| message.starts_with(p))
+}
+
+fn is_value_error(e: &datafusion::arrow::error::ArrowError) -> bool {
+    use datafusion::arrow::error::ArrowError as A;
+    matches!(
+        e,
+        A::DivideByZero
+            | A::CastError(_)
+            | A::ParseError(_)
+            | A::ComputeError(_)
+            | A::InvalidArgumentError(_)
+            | A::ArithmeticOverflow(_)
+    )
 }
 
 /// The innermost error (through `Context` and `Shared` wrappers).

@@ -62,7 +62,10 @@ fn org_id(headers: &HeaderMap) -> Option<&str> {
 
 fn check_auth(state: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
     let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    state.auth.check(header).map_err(|e| error_response(&e))
+    state.auth.check(header).map_err(|e| {
+        state.engine.metrics().record(std::time::Duration::ZERO, Some(&e));
+        error_response(&e)
+    })
 }
 
 async fn query_get(State(state): State<ApiState>, headers: HeaderMap, Query(params): Query<QueryParams>) -> Response {

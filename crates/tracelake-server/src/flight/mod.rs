@@ -59,7 +59,10 @@ impl TracelakeFlightSql {
 
     fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
-        self.auth.check(header).map_err(|e| e.to_status())
+        self.auth.check(header).map_err(|e| {
+            self.engine.metrics().record(std::time::Duration::ZERO, Some(&e));
+            e.to_status()
+        })
     }
 
     async fn plan<T>(&self, request: &Request<T>, sql: &str) -> Result<PlannedQuery, Status> {
