@@ -174,6 +174,13 @@ async fn errors_are_grpc_statuses_and_the_token_is_enforced() {
     assert!(e.contains("PermissionDenied") || e.contains("DDL not supported"), "{e}");
     let mut wrong = client(&server).await;
     assert!(wrong.handshake("anyone", "nope").await.is_err());
+    // Plain Flight RPCs are behind the token too.
+    let channel = Endpoint::from_shared(format!("http://127.0.0.1:{}", server.port)).unwrap().connect().await.unwrap();
+    let e = arrow_flight::flight_service_client::FlightServiceClient::new(channel)
+        .list_actions(arrow_flight::Empty {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
     // The server is still fine.
     let info = authed.execute("SELECT count(*) FROM spans".into(), None).await.unwrap();
     assert_eq!(fetch(&mut authed, info).await[0].num_rows(), 1);

@@ -30,6 +30,7 @@ use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::{Stream, TryStreamExt};
 use prost::Message;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Auth;
@@ -52,9 +53,11 @@ impl TracelakeFlightSql {
         Self { engine, auth }
     }
 
-    /// As a tonic service, with a generous message size limit for parameters and handles.
-    pub fn into_server(self) -> FlightServiceServer<Self> {
-        FlightServiceServer::new(self).max_decoding_message_size(16 << 20)
+    /// As a tonic service, with a generous message size limit for parameters and handles, and
+    /// the token checked on every call (also `ListActions` and the other plain Flight RPCs).
+    pub fn into_server(self) -> FlightServer {
+        let interceptor = AuthInterceptor { auth: self.auth.clone(), engine: Arc::clone(&self.engine) };
+        InterceptedService::new(FlightServiceServer::new(self).max_decoding_message_size(16 << 20), interceptor)
     }
 
     fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -448,4 +451,24 @@ impl FlightSqlService for TracelakeFlightSql {
 }
 
 /// The Flight service type, for `tonic::transport::Server::add_service`.
-pub type FlightServer = FlightServiceServer<TracelakeFlightSql>;
+pub type FlightServer = InterceptedService<FlightServiceServer<TracelakeFlightSql>, AuthInterceptor>;
+
+/// Checks the token before any Flight RPC runs.
+#[derive(Debug, Clone)]
+pub struct AuthInterceptor {
+    auth: Auth,
+    engine: Arc<QueryEngine>,
+}
+
+impl tonic::service::Interceptor for AuthInterceptor {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        match self.auth.check(header) {
+            Ok(()) => Ok(request),
+            Err(e) => {
+                self.engine.metrics().record(std::time::Duration::ZERO, Some(&e));
+                Err(e.to_status())
+            }
+        }
+    }
+}
