@@ -64,6 +64,10 @@ struct Args {
     /// Seed of the generated workload.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Hours the generated span start times spread over. Live traffic arrives for "now", so
+    /// the default is 1 (every flush writes one file per service); 24 is `tracelake gen`'s day.
+    #[arg(long, default_value_t = 1)]
+    hours: u32,
     /// Compress requests with gzip (per send, inside the timed phase).
     #[arg(long)]
     gzip: bool,
@@ -323,7 +327,7 @@ fn main() -> std::process::ExitCode {
 async fn run(args: &Args) -> Result<bool, String> {
     // 1. Generate and encode everything before timing.
     let gen_started = Instant::now();
-    let generator = Generator::new(GenConfig { seed: args.seed, spans: args.spans, ..GenConfig::default() })
+    let generator = Generator::new(GenConfig { seed: args.seed, spans: args.spans, hours: args.hours, ..GenConfig::default() })
         .map_err(|e| format!("generator: {e}"))?;
     let mut rebatcher = Rebatcher::new(args.batch);
     for request in generator {
