@@ -26,6 +26,134 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the OTLP receivers (gRPC and HTTP) with a write-ahead log, flushing to Parquet.
     Serve(ServeArgs),
+    /// Compare the latency of a candidate against a baseline; exit 0 pass, 1 regression,
+    /// 2 inconclusive (too few samples), 3 usage or data error.
+    Gate(Box<GateArgs>),
+}
+
+/// Unit of comparison of `tracelake gate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GateUnit {
+    /// Each selected span is one sample (its duration).
+    Spans,
+    /// Each trace whose root span is selected is one sample (first start to last end of all
+    /// its spans; an error if any span failed).
+    Traces,
+}
+
+/// `tracelake gate`. Every setting may also come from a gate file (`--gate-file`); flags win.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Data location of both sides: a directory or s3://bucket/prefix [default: ./tracelake-data].
+    #[arg(long, env = "TRACELAKE_DATA")]
+    pub data: Option<String>,
+    /// SQL predicate over `spans` selecting the baseline, e.g.
+    /// "resource_attributes['service.version'] = 'v1'".
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// SQL predicate selecting the candidate.
+    #[arg(long)]
+    pub candidate: Option<String>,
+    /// Compare only this service (`service_name`).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Compare only this operation (`span_name`).
+    #[arg(long)]
+    pub operation: Option<String>,
+    /// Gate every (service, operation) with enough samples, correcting for the many comparisons.
+    #[arg(long)]
+    pub per_operation: bool,
+    /// Compare span durations or whole-trace durations (traces selected by their root span).
+    #[arg(long, value_enum)]
+    pub unit: Option<GateUnit>,
+    /// Baseline window start (RFC 3339, inclusive), e.g. 2026-11-01T00:00:00Z.
+    #[arg(long)]
+    pub baseline_from: Option<String>,
+    /// Baseline window end (RFC 3339, exclusive).
+    #[arg(long)]
+    pub baseline_to: Option<String>,
+    /// Candidate window start (RFC 3339, inclusive).
+    #[arg(long)]
+    pub candidate_from: Option<String>,
+    /// Candidate window end (RFC 3339, exclusive).
+    #[arg(long)]
+    pub candidate_to: Option<String>,
+    /// Data location of the baseline only (overrides --data).
+    #[arg(long)]
+    pub baseline_data: Option<String>,
+    /// Data location of the candidate only (overrides --data).
+    #[arg(long)]
+    pub candidate_data: Option<String>,
+    /// Query a tracelake Flight SQL server instead of a data location, e.g. grpc://127.0.0.1:50051.
+    #[arg(long)]
+    pub flight: Option<String>,
+    /// Flight SQL server of the baseline only.
+    #[arg(long)]
+    pub baseline_flight: Option<String>,
+    /// Flight SQL server of the candidate only.
+    #[arg(long)]
+    pub candidate_flight: Option<String>,
+    /// Bearer token for Flight SQL servers that require one.
+    #[arg(long, env = "TRACELAKE_AUTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Tenant (X-Scope-OrgID) to query on Flight SQL servers with tenants.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Threshold rule, repeatable: "p99 +10%", "p99 +5ms", "error_rate +0.5pp",
+    /// "throughput -10%". Replaces the gate file's rules [default: p50 +10%, p99 +10%,
+    /// error_rate +0.5pp].
+    #[arg(long = "threshold", value_name = "RULE")]
+    pub thresholds: Vec<String>,
+    /// TOML gate file (scope, selections, thresholds, statistics); see deploy/ci/gate.toml.
+    #[arg(long)]
+    pub gate_file: Option<PathBuf>,
+    /// Confidence level of intervals; significance α = 1 − confidence [default: 0.95].
+    #[arg(long)]
+    pub confidence: Option<f64>,
+    /// Bootstrap resamples per comparison [default: 2000].
+    #[arg(long)]
+    pub bootstrap_resamples: Option<usize>,
+    /// Bootstrap seed; the same seed and data give the same report [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Fewer samples than this on a side: inconclusive (per operation: skipped) [default: 100].
+    #[arg(long)]
+    pub min_samples: Option<usize>,
+    /// A quantile q needs this many samples beyond it per side, n ≥ this/(1−q) [default: 10].
+    #[arg(long)]
+    pub min_tail_samples: Option<usize>,
+    /// Multiple-comparison correction: holm, bh (Benjamini–Hochberg) or none [default: holm].
+    #[arg(long)]
+    pub correction: Option<String>,
+    /// A change beyond its threshold that is not significant is inconclusive (exit 2), not a pass.
+    #[arg(long)]
+    pub strict: bool,
+    /// Write the report as Markdown (for a PR comment) to this file; `-` for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Write the report as JSON to this file; `-` for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw both distributions' CDFs (log x) with the quantiles marked: a .png or .svg file.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Size of the plot in pixels, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1000x600", value_parser = parse_size)]
+    pub plot_size: (u32, u32),
+    /// No terminal table (the exit code, --markdown and --json still report).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Parses `1000x600`.
+pub fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("'{text}' is not a size like 1000x600");
+    let (w, h) = text.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (w.trim().parse().map_err(|_| bad())?, h.trim().parse().map_err(|_| bad())?);
+    if !(100..=10_000).contains(&w) || !(100..=10_000).contains(&h) {
+        return Err(format!("plot size {w}x{h}: each side must be 100..=10000 pixels"));
+    }
+    Ok((w, h))
 }
 
 /// `tracelake serve`. Every setting can also come from a TOML file (`--config`) or a

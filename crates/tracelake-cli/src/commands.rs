@@ -1,6 +1,7 @@
 //! One module per verb; [`run`] dispatches.
 
 pub mod demo;
+pub mod gate;
 pub mod generate;
 pub mod ingest;
 pub mod serve;
@@ -9,13 +10,15 @@ pub mod sql;
 use crate::cli::{Cli, Command};
 use crate::error::Result;
 
-/// Runs the verb given on the command line.
-pub async fn run(cli: Cli) -> Result<()> {
+/// Runs the verb given on the command line; returns the process exit code on success (0,
+/// except for `gate`, whose verdicts have their own codes).
+pub async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
-        Command::Sql(args) => sql::run(args).await,
-        Command::Ingest(args) => ingest::run(args).await,
-        Command::Gen(args) => generate::run(args).await,
-        Command::Demo(args) => demo::run(args).await,
-        Command::Serve(args) => serve::run(args).await,
+        Command::Sql(args) => sql::run(args).await.map(|()| 0),
+        Command::Ingest(args) => ingest::run(args).await.map(|()| 0),
+        Command::Gen(args) => generate::run(args).await.map(|()| 0),
+        Command::Demo(args) => demo::run(args).await.map(|()| 0),
+        Command::Serve(args) => serve::run(args).await.map(|()| 0),
+        Command::Gate(args) => gate::run(*args).await,
     }
 }
