@@ -150,8 +150,8 @@ pub fn parse_size(text: &str) -> Result<(u32, u32), String> {
     let bad = || format!("'{text}' is not a size like 1000x600");
     let (w, h) = text.split_once(['x', 'X']).ok_or_else(bad)?;
     let (w, h): (u32, u32) = (w.trim().parse().map_err(|_| bad())?, h.trim().parse().map_err(|_| bad())?);
-    if !(100..=10_000).contains(&w) || !(100..=10_000).contains(&h) {
-        return Err(format!("plot size {w}x{h}: each side must be 100..=10000 pixels"));
+    if !(240..=8192).contains(&w) || !(180..=8192).contains(&h) {
+        return Err(format!("plot size {w}x{h}: width must be 240..=8192 and height 180..=8192 pixels"));
     }
     Ok((w, h))
 }

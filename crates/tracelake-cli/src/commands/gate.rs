@@ -35,6 +35,9 @@ pub async fn run(args: GateArgs) -> Result<u8> {
         None => GateFile::default(),
     };
     let settings = settings(&args, &file)?;
+    if let Some(path) = &args.plot {
+        tracelake_gate::plot::check_format(path).map_err(|e| CliError::Usage(e.to_string()))?;
+    }
     let unit = match (args.unit, file.unit.as_deref()) {
         (Some(u), _) => u,
         (None, None | Some("spans")) => GateUnit::Spans,
