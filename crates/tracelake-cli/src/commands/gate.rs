@@ -17,7 +17,7 @@ use tracelake_gate::{GateContext, GateFile, GateMode, GateSettings, Metric, Samp
 
 use crate::cli::{GateArgs, GateUnit};
 use crate::error::{CliError, Result};
-use select::{Selection, SideSamples, parse_time, selection_sql};
+use select::{Selection, SideSamples, combined_spans_sql, parse_time, selection_sql};
 use source::SpanSource;
 
 /// One side, fully resolved from flags and the gate file.
@@ -60,15 +60,31 @@ pub async fn run(args: GateArgs) -> Result<u8> {
 
     let started = Instant::now();
     let scope = ScopeKey { service: service.clone(), operation: operation.clone() };
+    let one_scan = unit == GateUnit::Spans && source_key(&baseline, &args) == source_key(&candidate, &args);
     let mut sides = Vec::new();
-    for s in [&baseline, &candidate] {
-        let mut source = open_source(s, &args).await?;
-        let sql = selection_sql(unit, &s.selection, service.as_deref(), operation.as_deref());
-        let batches = source.query(&sql).await.map_err(|e| CliError::Usage(format!("{} selection on {}: {e}", s.name, source.describe())))?;
-        let samples = SideSamples::collect(&batches, per_operation, &scope)?;
-        let window = samples.window_secs(&s.selection);
-        tracing::info!(side = s.name, rows = samples.rows, "selected");
-        sides.push((samples, window, format!("{} ({})", s.selection.describe(), source.describe())));
+    if one_scan {
+        let mut source = open_source(&baseline, &args).await?;
+        let sql = combined_spans_sql(&baseline.selection, &candidate.selection, service.as_deref(), operation.as_deref());
+        let batches = match source.query(&sql).await {
+            Ok(batches) => batches,
+            Err(e) => return Err(blame_side(&mut source, [&baseline, &candidate], unit, &service, &operation, e).await),
+        };
+        for (s, flag) in [(&baseline, "in_baseline"), (&candidate, "in_candidate")] {
+            let samples = SideSamples::collect(&batches, per_operation, &scope, Some(flag))?;
+            tracing::info!(side = s.name, rows = samples.rows, "selected");
+            let window = samples.window_secs(&s.selection);
+            sides.push((samples, window, format!("{} ({})", s.selection.describe(), source.describe())));
+        }
+    } else {
+        for s in [&baseline, &candidate] {
+            let mut source = open_source(s, &args).await?;
+            let sql = selection_sql(unit, &s.selection, service.as_deref(), operation.as_deref());
+            let batches = source.query(&sql).await.map_err(|e| selection_error(s.name, &source, e))?;
+            let samples = SideSamples::collect(&batches, per_operation, &scope, None)?;
+            tracing::info!(side = s.name, rows = samples.rows, "selected");
+            let window = samples.window_secs(&s.selection);
+            sides.push((samples, window, format!("{} ({})", s.selection.describe(), source.describe())));
+        }
     }
     let fetched = started.elapsed();
     let [(mut b, b_window, b_text), (mut c, c_window, c_text)] = <[_; 2]>::try_from(sides).map_err(|_| CliError::Output("internal: two sides expected".into()))?;
@@ -215,6 +231,39 @@ fn side(
         data: data.clone().or(section.data.clone()),
         flight: flight.clone().or(section.flight.clone()).or(args.flight.clone()),
     })
+}
+
+/// A selection query failed: say which side and where (a bad predicate is the usual cause).
+fn selection_error(side: &str, source: &SpanSource, e: CliError) -> CliError {
+    CliError::Usage(format!("{side} selection on {}: {e}", source.describe()))
+}
+
+/// The combined scan failed: run each side's own query with `LIMIT 0` to say whose
+/// selection is wrong (only on this error path).
+async fn blame_side(
+    source: &mut SpanSource,
+    sides: [&Side; 2],
+    unit: GateUnit,
+    service: &Option<String>,
+    operation: &Option<String>,
+    error: CliError,
+) -> CliError {
+    for side in sides {
+        let sql = format!("{} LIMIT 0", selection_sql(unit, &side.selection, service.as_deref(), operation.as_deref()));
+        if let Err(e) = source.query(&sql).await {
+            return selection_error(side.name, source, e);
+        }
+    }
+    selection_error("baseline/candidate", source, error)
+}
+
+/// Which source a side reads: (Flight URL, data location); equal keys share one scan.
+fn source_key(side: &Side, args: &GateArgs) -> (Option<String>, Option<String>) {
+    match (&side.flight, &side.data) {
+        (Some(url), _) => (Some(url.clone()), None),
+        (None, Some(data)) => (None, Some(data.clone())),
+        (None, None) => (None, Some(args.data.clone().unwrap_or_else(|| "./tracelake-data".into()))),
+    }
 }
 
 async fn open_source(side: &Side, args: &GateArgs) -> Result<SpanSource> {

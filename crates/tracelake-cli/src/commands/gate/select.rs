@@ -57,10 +57,13 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// The query of one side: one row per span (or trace) with its scope, duration, error flag
-/// and start time.
-pub fn selection_sql(unit: GateUnit, selection: &Selection, service: Option<&str>, operation: Option<&str>) -> String {
+/// The side's filter over `spans` (predicate, scope, window), `None` for every span; for the
+/// trace unit, `roots` adds the root-span condition.
+fn side_filter(selection: &Selection, service: Option<&str>, operation: Option<&str>, roots: bool) -> Option<String> {
     let mut filters = Vec::new();
+    if roots {
+        filters.push("parent_span_id IS NULL".to_string());
+    }
     if let Some(p) = &selection.predicate {
         filters.push(format!("({p})"));
     }
@@ -77,17 +80,21 @@ pub fn selection_sql(unit: GateUnit, selection: &Selection, service: Option<&str
     if let Some(t) = &selection.to {
         filters.push(format!("start_time < {}", ts(t)));
     }
+    (!filters.is_empty()).then(|| filters.join("\n  AND "))
+}
+
+const SPAN_COLUMNS: &str = "service_name, span_name, duration_ns, status_code = 'ERROR' AS is_error, start_time";
+
+/// The query of one side: one row per span (or trace) with its scope, duration, error flag
+/// and start time.
+pub fn selection_sql(unit: GateUnit, selection: &Selection, service: Option<&str>, operation: Option<&str>) -> String {
     match unit {
-        GateUnit::Spans => {
-            let filter = if filters.is_empty() { String::new() } else { format!("\nWHERE {}", filters.join("\n  AND ")) };
-            format!(
-                "SELECT service_name, span_name, duration_ns, status_code = 'ERROR' AS is_error, start_time\nFROM spans{filter}"
-            )
-        }
-        GateUnit::Traces => {
-            filters.insert(0, "parent_span_id IS NULL".into());
-            format!(
-                "WITH roots AS (
+        GateUnit::Spans => match side_filter(selection, service, operation, false) {
+            Some(filter) => format!("SELECT {SPAN_COLUMNS}\nFROM spans\nWHERE {filter}"),
+            None => format!("SELECT {SPAN_COLUMNS}\nFROM spans"),
+        },
+        GateUnit::Traces => format!(
+            "WITH roots AS (
   SELECT trace_id,
          first_value(service_name ORDER BY duration_ns DESC, span_id) AS service_name,
          first_value(span_name ORDER BY duration_ns DESC, span_id) AS span_name
@@ -106,10 +113,20 @@ SELECT r.service_name, r.span_name,
        CAST(w.end_time AS BIGINT) - CAST(w.start_time AS BIGINT) AS duration_ns,
        w.is_error, w.start_time
 FROM roots r JOIN whole w ON r.trace_id = w.trace_id",
-                filters.join("\n    AND ")
-            )
-        }
+            side_filter(selection, service, operation, true).unwrap_or_default()
+        ),
     }
+}
+
+/// Both sides' spans in one scan (when they read the same source): the rows of either side,
+/// flagged `in_baseline` / `in_candidate` (a span may be in both). Halves the time spent
+/// decoding attribute maps for predicates like `resource_attributes['service.version'] = …`.
+pub fn combined_spans_sql(baseline: &Selection, candidate: &Selection, service: Option<&str>, operation: Option<&str>) -> String {
+    let b = side_filter(baseline, service, operation, false).unwrap_or_else(|| "true".into());
+    let c = side_filter(candidate, service, operation, false).unwrap_or_else(|| "true".into());
+    format!(
+        "SELECT {SPAN_COLUMNS},\n  COALESCE({b}, false) AS in_baseline,\n  COALESCE({c}, false) AS in_candidate\nFROM spans\nWHERE ({b})\n  OR ({c})"
+    )
 }
 
 /// One side's rows, grouped by scope.
@@ -124,8 +141,9 @@ pub struct SideSamples {
 }
 
 impl SideSamples {
-    /// Groups `batches` by (service, operation) when `per_operation`, else into `scope`.
-    pub fn collect(batches: &[RecordBatch], per_operation: bool, scope: &ScopeKey) -> Result<Self> {
+    /// Groups `batches` by (service, operation) when `per_operation`, else into `scope`;
+    /// with `flag`, only the rows where that boolean column is true.
+    pub fn collect(batches: &[RecordBatch], per_operation: bool, scope: &ScopeKey, flag: Option<&str>) -> Result<Self> {
         let mut out = SideSamples::default();
         for batch in batches {
             let column = |name: &str| {
@@ -138,13 +156,15 @@ impl SideSamples {
             let errors = errors.as_boolean();
             let starts = cast(&column("start_time")?, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
             let starts = starts.as_primitive::<TimestampNanosecondType>();
+            let flags = flag.map(|f| Ok::<_, CliError>(cast(&column(f)?, &DataType::Boolean)?)).transpose()?;
+            let flags = flags.as_ref().map(|f| f.as_boolean());
             let (services, operations) = if per_operation {
                 (Some(as_strings("service_name")?), Some(as_strings("span_name")?))
             } else {
                 (None, None)
             };
             for row in 0..batch.num_rows() {
-                if durations.is_null(row) {
+                if durations.is_null(row) || flags.is_some_and(|f| !(f.is_valid(row) && f.value(row))) {
                     continue;
                 }
                 let key = match (&services, &operations) {
@@ -197,6 +217,8 @@ mod tests {
         assert!(sql.contains("(resource_attributes['service.version'] = 'v1')"), "{sql}");
         assert!(sql.contains("service_name = 'o''hare'"), "{sql}");
         assert!(sql.contains("start_time >= TIMESTAMP '2026-11-01T00:00:00Z'"), "{sql}");
+        let both = combined_spans_sql(&sel, &Selection::default(), None, None);
+        assert!(both.contains("COALESCE(true, false) AS in_candidate") && both.contains("OR (true)"), "{both}");
         assert!(parse_time("--from", "yesterday").unwrap_err().to_string().contains("RFC 3339"));
     }
 }
