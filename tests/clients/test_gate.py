@@ -242,3 +242,27 @@ def test_readme_gate_example_runs_as_written(tracelake, tmp_path):
             if c["verdict"] == "regression"] == [(SERVICE, OPERATION)]
     assert (tmp_path / "gate.md").read_text().startswith("### ❌")
     assert png_size(tmp_path / "gate.png") == (1000, 600)
+
+
+def test_shared_flight_url_does_not_select_a_side(tracelake):
+    # Checked before connecting: a shared server is where both sides come from, not a selection.
+    proc = tracelake.run("gate", "--flight", "grpc://127.0.0.1:9", "--baseline", V1, check=False)
+    assert proc.returncode == 3 and "nothing selects the candidate" in proc.stderr
+
+
+def test_verdict_survives_a_closed_stdout(tracelake, planted):
+    import subprocess
+    cmd = (f"'{tracelake.binary}' gate --data '{planted}' --service {SERVICE} --operation '{OPERATION}' "
+           f"--baseline \"{V1}\" --candidate \"{V2}\" --quiet --json - | head -c 10 >/dev/null; exit ${{PIPESTATUS[0]}}")
+    assert subprocess.run(["bash", "-c", cmd]).returncode == 1
+
+
+def test_strict_makes_noisy_operations_inconclusive(tracelake, planted, tmp_path):
+    # A 0 % allowance on the error rate: somewhere among ~90 operations the observed rate is
+    # higher by chance (noisy), but not significantly so.
+    args = ["--data", str(planted), "--baseline", V1, "--candidate", V2, "--per-operation",
+            "--service", "frontend", "--threshold", "error_rate +0pp"]
+    relaxed, _ = gate_json(tracelake, tmp_path, *args, expect=0)
+    assert any(r["noisy"] for c in relaxed["comparisons"] for r in c["rules"])
+    strict, _ = gate_json(tracelake, tmp_path, *args, "--strict", expect=2)
+    assert strict["verdict"] == "inconclusive"

@@ -37,7 +37,7 @@ fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::from(1);
+            return std::process::ExitCode::from(if is_gate { GATE_ERROR_EXIT } else { 1 });
         }
     };
     match runtime.block_on(tracelake::commands::run(cli)) {

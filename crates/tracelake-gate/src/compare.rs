@@ -279,7 +279,7 @@ impl GateSettings {
     /// Samples each side needs for `metric`.
     pub fn samples_needed(&self, metric: Metric) -> usize {
         match metric.quantile() {
-            Some(q) if q < 1.0 => self.min_samples.max((self.min_tail_samples as f64 / (1.0 - q)).ceil() as usize),
+            Some(q) if q < 1.0 => self.min_samples.max((self.min_tail_samples as f64 / (1.0 - q) - 1e-9).ceil() as usize),
             _ => self.min_samples,
         }
     }
@@ -351,9 +351,9 @@ pub fn measure(scope: ScopeKey, baseline: &Sample, candidate: &Sample, settings:
                 None => {
                     rule.verdict = insufficient;
                     rule.reason = if metric == Metric::Throughput {
-                        "throughput needs a time window on both sides (--baseline-from/--baseline-to …)".into()
+                        "throughput cannot be compared: a side has no spans in its window".into()
                     } else {
-                        format!("{metric} cannot be compared: the baseline value is zero")
+                        format!("{metric} cannot be compared as a relative change: the baseline {metric} is zero (use an absolute rule)")
                     };
                 }
             }
@@ -427,12 +427,13 @@ fn error_rate_change(rule: &RuleResult, b: &SideStats, c: &SideStats, z: f64) ->
     let p = p_worse(pc - pb, se_pooled);
     let se = (pb * (1.0 - pb) / nb + pc * (1.0 - pc) / nc).sqrt();
     match rule.threshold.allowance {
-        Allowance::Relative(_) => {
-            if pb <= 0.0 {
-                return None;
-            }
-            Some((pc / pb - 1.0, ((pc - pb - z * se) / pb, (pc - pb + z * se) / pb), p))
+        Allowance::Relative(_) if pb <= 0.0 => {
+            // From no errors to some is an unbounded relative increase; significance still
+            // decides (the z-test above). From none to none is no change.
+            let change = if pc > 0.0 { f64::INFINITY } else { 0.0 };
+            Some((change, (if pc - z * se > 0.0 { f64::INFINITY } else { 0.0 }, change), p))
         }
+        Allowance::Relative(_) => Some((pc / pb - 1.0, ((pc - pb - z * se) / pb, (pc - pb + z * se) / pb), p)),
         _ => Some((pc - pb, (pc - pb - z * se, pc - pb + z * se), p)),
     }
 }
@@ -486,6 +487,7 @@ mod tests {
     fn samples_needed_by_quantile() {
         let s = GateSettings::default();
         assert_eq!(s.samples_needed(Metric::P50), 100);
+        assert_eq!(GateSettings { min_samples: 2, ..s.clone() }.samples_needed(Metric::P90), 100);
         assert_eq!(s.samples_needed(Metric::P99), 1000);
         assert_eq!(s.samples_needed(Metric::P999), 10_000);
         assert_eq!(s.samples_needed(Metric::ErrorRate), 100);

@@ -27,6 +27,7 @@
 //! min_samples = 100
 //! min_tail_samples = 10
 //! correction = "holm"               # or "bh", "none"
+//! strict = false                     # true: noisy changes beyond a rule are inconclusive
 //! ```
 
 use std::collections::BTreeMap;
@@ -95,6 +96,8 @@ pub struct StatisticsSection {
     pub min_tail_samples: Option<usize>,
     /// `holm`, `bh` or `none`.
     pub correction: Option<String>,
+    /// Noisy changes beyond a threshold are inconclusive instead of passing.
+    pub strict: Option<bool>,
 }
 
 /// A threshold value: one rule or a list.

@@ -9,8 +9,8 @@
 //!
 //! Single-scope gate: the scope's verdict. Per-operation gate: scopes with fewer than
 //! `min_samples` on a side are skipped (listed), rules lacking tail samples are skipped;
-//! the gate is a regression if any scope is, otherwise pass if any scope could be evaluated,
-//! otherwise inconclusive.
+//! the gate is a regression if any scope is; otherwise (with `strict`) inconclusive if any
+//! scope is; otherwise pass if any scope passed, else inconclusive.
 
 use serde::Serialize;
 
@@ -86,6 +86,7 @@ pub fn run_gate(scopes: Vec<(ScopeKey, Sample, Sample)>, settings: &GateSettings
     let verdict = match mode {
         GateMode::Single => comparisons.first().map_or(Verdict::Inconclusive, |c| c.verdict),
         GateMode::PerOperation if regressions > 0 => Verdict::Regression,
+        GateMode::PerOperation if settings.strict && noisy > 0 => Verdict::Inconclusive,
         GateMode::PerOperation if passes > 0 => Verdict::Pass,
         GateMode::PerOperation => Verdict::Inconclusive,
     };

@@ -42,6 +42,9 @@ pub fn format_duration(ns: f64) -> String {
 /// A change in the unit of its rule: `+31.2%`, `+2.1ms`, `+0.41pp`.
 pub fn format_change(allowance: Allowance, change: Option<f64>) -> String {
     let Some(c) = change else { return "n/a".into() };
+    if c == f64::INFINITY {
+        return "+∞%".into();
+    }
     if !c.is_finite() {
         return "n/a".into();
     }
@@ -64,6 +67,12 @@ pub fn format_p(p: f64) -> String {
     } else {
         format!("{p:.1e}")
     }
+}
+
+/// A fraction as a percentage without float noise: 0.57 → "57".
+fn percent(fraction: f64) -> String {
+    let text = format!("{:.4}", fraction * 100.0);
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn format_value(metric: Metric, v: Option<f64>) -> String {
@@ -223,7 +232,7 @@ pub fn render_text(report: &GateReport, context: &GateContext) -> String {
     let _ = writeln!(out, "tracelake gate — {}\n", headline(report));
     let _ = writeln!(out, "  baseline:  {}", context.baseline);
     let _ = writeln!(out, "  candidate: {}", context.candidate);
-    let confidence = report.settings.confidence * 100.0;
+    let confidence = percent(report.settings.confidence);
     match report.mode {
         GateMode::Single => {
             if let Some(c) = report.comparisons.first() {
@@ -299,7 +308,7 @@ pub fn render_markdown(report: &GateReport, context: &GateContext) -> String {
     let _ = writeln!(
         out,
         "\n<sub>{}% intervals · one-sided p-values, {} correction · bootstrap {} resamples, seed {} · min {} {} per side</sub>",
-        report.settings.confidence * 100.0,
+        percent(report.settings.confidence),
         report.settings.correction,
         report.settings.bootstrap_resamples,
         report.settings.seed,

@@ -47,8 +47,8 @@ pub async fn run(args: GateArgs) -> Result<u8> {
     let per_operation = args.per_operation || file.per_operation.unwrap_or(false);
     let service = args.service.clone().or(file.service.clone());
     let operation = args.operation.clone().or(file.operation.clone());
-    let baseline = side("baseline", &args, &file.baseline, args.baseline.as_deref(), [&args.baseline_from, &args.baseline_to], &args.baseline_data, &args.baseline_flight)?;
-    let candidate = side("candidate", &args, &file.candidate, args.candidate.as_deref(), [&args.candidate_from, &args.candidate_to], &args.candidate_data, &args.candidate_flight)?;
+    let baseline = side("baseline", &file.baseline, args.baseline.as_deref(), [&args.baseline_from, &args.baseline_to], &args.baseline_data, &args.baseline_flight)?;
+    let candidate = side("candidate", &file.candidate, args.candidate.as_deref(), [&args.candidate_from, &args.candidate_to], &args.candidate_data, &args.candidate_flight)?;
     for s in [&baseline, &candidate] {
         if s.selection.predicate.is_none() && s.selection.from.is_none() && s.selection.to.is_none() && s.data.is_none() && s.flight.is_none() {
             return Err(CliError::Usage(format!(
@@ -109,38 +109,40 @@ pub async fn run(args: GateArgs) -> Result<u8> {
         GateUnit::Traces => "traces",
     };
     let context = GateContext { unit: unit_name.into(), baseline: b_text, candidate: c_text };
+    // The plot first: if it cannot be written (a bad path), no report claims a verdict.
+    if let (Some(path), Some(samples)) = (&args.plot, plot_samples) {
+        let shown = report.worst().map(|w| w.scope.clone());
+        let chosen = samples.iter().find(|(k, _, _)| Some(k) == shown.as_ref()).or(samples.first());
+        match chosen {
+            Some((key, base, cand)) if !(base.is_empty() && cand.is_empty()) => {
+                let markers = plot_markers(&settings).into_iter().map(|(name, q)| {
+                    let value = |s: &Sample| tracelake_gate::stats::quantile(s.durations(), q).unwrap_or(f64::NAN);
+                    (name.to_string(), q, value(base), value(cand))
+                });
+                let input = PlotInput {
+                    title: format!("{key} — {}", report.verdict.name()),
+                    baseline: base.durations(),
+                    candidate: cand.durations(),
+                    baseline_label: "baseline".into(),
+                    candidate_label: "candidate".into(),
+                    markers: markers.collect(),
+                };
+                write_plot(path, &input, args.plot_size).map_err(|e| CliError::Usage(e.to_string()))?;
+            }
+            _ => eprintln!("warning: --plot {}: nothing was selected on either side, no plot written", path.display()),
+        }
+    }
     let to_stdout = |p: &Option<std::path::PathBuf>| p.as_deref() == Some(Path::new("-"));
     let stdout_taken = to_stdout(&args.markdown) || to_stdout(&args.json);
     if !args.quiet {
         let text = render_text(&report, &context);
-        if stdout_taken { eprint!("{text}") } else { print!("{text}") }
+        if stdout_taken { eprint!("{text}") } else { write_output(Path::new("-"), &text)? }
     }
     if let Some(path) = &args.markdown {
         write_output(path, &render_markdown(&report, &context))?;
     }
     if let Some(path) = &args.json {
         write_output(path, &(render_json(&report, &context) + "\n"))?;
-    }
-    if let (Some(path), Some(samples)) = (&args.plot, plot_samples) {
-        let shown = report.worst().map(|w| w.scope.clone());
-        let (key, base, cand) = samples
-            .iter()
-            .find(|(k, _, _)| Some(k) == shown.as_ref())
-            .or(samples.first())
-            .ok_or_else(|| CliError::Usage("--plot: nothing was selected on either side".into()))?;
-        let markers = plot_markers(&settings).into_iter().map(|(name, q)| {
-            let value = |s: &Sample| tracelake_gate::stats::quantile(s.durations(), q).unwrap_or(f64::NAN);
-            (name.to_string(), q, value(base), value(cand))
-        });
-        let input = PlotInput {
-            title: format!("{key} — {}", report.verdict.name()),
-            baseline: base.durations(),
-            candidate: cand.durations(),
-            baseline_label: "baseline".into(),
-            candidate_label: "candidate".into(),
-            markers: markers.collect(),
-        };
-        write_plot(path, &input, args.plot_size).map_err(|e| CliError::Usage(e.to_string()))?;
     }
     Ok(report.verdict.exit_code())
 }
@@ -156,10 +158,15 @@ fn plot_markers(settings: &GateSettings) -> Vec<(&'static str, f64)> {
     metrics.into_iter().filter_map(|m| m.quantile().map(|q| (m.name(), q))).collect()
 }
 
+/// Writes a report to a file, or to stdout for `-`. A closed stdout (`| head`) is not an
+/// error here: the exit code still carries the verdict.
 fn write_output(path: &Path, text: &str) -> Result<()> {
     if path == Path::new("-") {
-        std::io::stdout().write_all(text.as_bytes())?;
-        return Ok(());
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(()),
+        };
     }
     std::fs::write(path, text).map_err(|e| CliError::Usage(format!("writing {}: {e}", path.display())))
 }
@@ -187,7 +194,7 @@ fn settings(args: &GateArgs, file: &GateFile) -> Result<GateSettings> {
         min_samples: args.min_samples.or(stats.min_samples).unwrap_or(defaults.min_samples),
         min_tail_samples: args.min_tail_samples.or(stats.min_tail_samples).unwrap_or(defaults.min_tail_samples),
         correction,
-        strict: args.strict,
+        strict: args.strict || stats.strict.unwrap_or(false),
     };
     if !(settings.confidence > 0.5 && settings.confidence < 1.0) {
         return Err(usage(format!("confidence {} must be between 0.5 and 1 (e.g. 0.95)", settings.confidence)));
@@ -204,7 +211,6 @@ fn settings(args: &GateArgs, file: &GateFile) -> Result<GateSettings> {
 /// One side from its flags, then the gate file's section, then the shared flags.
 fn side(
     name: &'static str,
-    args: &GateArgs,
     section: &SideSection,
     predicate: Option<&str>,
     window: [&Option<String>; 2],
@@ -220,16 +226,11 @@ fn side(
         }
     }
     let predicate = predicate.map(str::to_string).or(section.predicate.clone()).filter(|p| !p.trim().is_empty());
-    if let Some(p) = &predicate {
-        if p.contains(';') {
-            return Err(CliError::Usage(format!("--{name} must be one SQL predicate (no ';'): {p:?}")));
-        }
-    }
     Ok(Side {
         name,
         selection: Selection { predicate, from, to },
         data: data.clone().or(section.data.clone()),
-        flight: flight.clone().or(section.flight.clone()).or(args.flight.clone()),
+        flight: flight.clone().or(section.flight.clone()),
     })
 }
 
@@ -257,19 +258,20 @@ async fn blame_side(
     selection_error("baseline/candidate", source, error)
 }
 
-/// Which source a side reads: (Flight URL, data location); equal keys share one scan.
+/// Which source a side reads, most specific first: its own Flight URL, its own data
+/// location, the shared `--flight`, the shared `--data`. Equal keys share one scan.
 fn source_key(side: &Side, args: &GateArgs) -> (Option<String>, Option<String>) {
-    match (&side.flight, &side.data) {
-        (Some(url), _) => (Some(url.clone()), None),
-        (None, Some(data)) => (None, Some(data.clone())),
-        (None, None) => (None, Some(args.data.clone().unwrap_or_else(|| "./tracelake-data".into()))),
+    match (&side.flight, &side.data, &args.flight) {
+        (Some(url), _, _) => (Some(url.clone()), None),
+        (None, Some(data), _) => (None, Some(data.clone())),
+        (None, None, Some(url)) => (Some(url.clone()), None),
+        (None, None, None) => (None, Some(args.data.clone().unwrap_or_else(|| "./tracelake-data".into()))),
     }
 }
 
 async fn open_source(side: &Side, args: &GateArgs) -> Result<SpanSource> {
-    match (&side.flight, &side.data) {
-        (Some(url), _) => SpanSource::flight(url, args.token.as_deref(), args.tenant.as_deref()).await,
-        (None, Some(data)) => SpanSource::embedded(data).await,
-        (None, None) => SpanSource::embedded(args.data.as_deref().unwrap_or("./tracelake-data")).await,
+    match source_key(side, args) {
+        (Some(url), _) => SpanSource::flight(&url, args.token.as_deref(), args.tenant.as_deref()).await,
+        (None, data) => SpanSource::embedded(data.as_deref().unwrap_or("./tracelake-data")).await,
     }
 }
