@@ -114,13 +114,13 @@ fn decide(comparisons: &mut [Comparison], settings: &GateSettings) {
         rule.p_adjusted = Some(p_adj);
         let change = crate::report::format_change(rule.threshold.allowance, rule.change);
         let allowed = rule.threshold.change_text();
-        let p_text = crate::report::format_p(p_adj);
+        let p_text = crate::report::p_clause(p_adj);
         (rule.verdict, rule.reason) = match (rule.beyond_threshold(), p_adj < alpha) {
-            (true, true) => (Verdict::Regression, format!("{change} is beyond {allowed} and significant (p = {p_text})")),
+            (true, true) => (Verdict::Regression, format!("{change} is beyond {allowed} and significant ({p_text})")),
             (true, false) => {
                 rule.noisy = true;
                 let verdict = if settings.strict { Verdict::Inconclusive } else { Verdict::Pass };
-                (verdict, format!("{change} is beyond {allowed} but not significant (p = {p_text}): noise can explain it; more samples would tell"))
+                (verdict, format!("{change} is beyond {allowed} but not significant ({p_text}): noise can explain it; more samples would tell"))
             }
             (false, _) => (Verdict::Pass, format!("{change} is within {allowed}")),
         };

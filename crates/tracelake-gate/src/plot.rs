@@ -40,6 +40,8 @@ pub struct PlotInput<'a> {
     pub candidate_label: String,
     /// Quantile markers: (label like "p99", quantile in [0,1], baseline value ns, candidate value ns).
     pub markers: Vec<(String, f64, f64, f64)>,
+    /// What one sample is, for the y axis: `spans` or `traces`.
+    pub unit: &'a str,
 }
 
 /// Plot errors.
@@ -392,7 +394,7 @@ where
     chart
         .configure_mesh()
         .x_desc("duration (log scale)")
-        .y_desc("fraction of spans ≤ x")
+        .y_desc(format!("fraction of {} ≤ x", input.unit))
         .x_label_formatter(&|x| format_ns(10f64.powf(*x)))
         .y_label_formatter(&|y| format!("{y:.1}"))
         .label_style(font(13.0))

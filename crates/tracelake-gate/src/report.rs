@@ -75,6 +75,12 @@ fn percent(fraction: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// `p = 0.031`, or `p < 1e-300` when the p-value underflows.
+pub fn p_clause(p: f64) -> String {
+    let text = format_p(p);
+    if text.starts_with('<') { format!("p {text}") } else { format!("p = {text}") }
+}
+
 fn format_value(metric: Metric, v: Option<f64>) -> String {
     match (metric, v) {
         (_, None) => "n/a".into(),
@@ -150,13 +156,13 @@ fn stats_rows(c: &Comparison) -> Vec<[String; 4]> {
 fn distribution_line(c: &Comparison) -> String {
     let mut parts = Vec::new();
     if let Some(ks) = &c.kolmogorov_smirnov {
-        parts.push(format!("Kolmogorov–Smirnov D = {:.4} (p = {})", ks.statistic, format_p(ks.p_value)));
+        parts.push(format!("Kolmogorov–Smirnov D = {:.4} ({})", ks.statistic, p_clause(ks.p_value)));
     }
     if let Some(mw) = &c.mann_whitney {
         parts.push(format!(
-            "Mann–Whitney P(candidate slower) = {:.3} (one-sided p = {})",
+            "Mann–Whitney P(candidate slower) = {:.3} (one-sided {})",
             mw.prob_candidate_slower,
-            format_p(mw.p_value)
+            p_clause(mw.p_value)
         ));
     }
     if parts.is_empty() { "distribution tests: n/a (a side is empty)".into() } else { parts.join("; ") }

@@ -126,6 +126,7 @@ pub async fn run(args: GateArgs) -> Result<u8> {
                     baseline_label: "baseline".into(),
                     candidate_label: "candidate".into(),
                     markers: markers.collect(),
+                    unit: unit_name,
                 };
                 write_plot(path, &input, args.plot_size).map_err(|e| CliError::Usage(e.to_string()))?;
             }

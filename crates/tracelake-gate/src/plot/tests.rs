@@ -14,6 +14,7 @@ fn input<'a>(baseline: &'a [i64], candidate: &'a [i64]) -> PlotInput<'a> {
             ("p90".into(), 0.9, 2.5e6, 3.0e6),
             ("p99".into(), 0.99, 5.0e6, 6.6e6),
         ],
+        unit: "spans",
     }
 }
 
