@@ -154,18 +154,17 @@ mod tests {
         sample.sort_unstable();
         let qs = [0.5, 0.9];
         let fast = bootstrap_quantiles(&sample, &sample, &qs, 20_000, 11);
-        // Reconstruct the baseline side's replicate values from log ratios is not possible;
-        // instead, draw the fast replicates of one side directly through the plan.
+        // Draw one side's fast replicates directly through the plan.
         let plan = OrderStatPlan::new(sample.len(), &qs);
         let mut fast_rng = ChaCha8Rng::seed_from_u64(5);
         let mut out = [0.0; 2];
-        let mut fast_values = vec![Vec::new(), Vec::new()];
+        let mut fast_values = [Vec::new(), Vec::new()];
         for _ in 0..20_000 {
             plan.draw(&sample, &mut fast_rng, &mut out);
             fast_values[0].push(out[0]);
             fast_values[1].push(out[1]);
         }
-        let mut naive_values = vec![Vec::new(), Vec::new()];
+        let mut naive_values = [Vec::new(), Vec::new()];
         let mut resample = vec![0i64; sample.len()];
         for _ in 0..20_000 {
             for slot in resample.iter_mut() {

@@ -82,7 +82,7 @@ pub fn ks_test(a: &[i64], b: &[i64]) -> Option<KsTest> {
 /// (scipy's `kstwobign.sf`); the alternating series is used for x ≥ 1 and the Jacobi theta
 /// form 1 − √(2π)/x Σ e^(−(2k−1)²π²/(8x²)) below, where the first converges slowly.
 pub fn kolmogorov_sf(x: f64) -> f64 {
-    if !(x > 0.0) {
+    if x.is_nan() || x <= 0.0 {
         return 1.0;
     }
     if x < 1.0 {
