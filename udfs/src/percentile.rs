@@ -10,13 +10,13 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err, not_impl_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, Documentation, DocumentationBuilder, Signature, Volatility,
+    Accumulator, AggregateUDFImpl, Documentation, DocumentationBuilder, EmitTo, GroupsAccumulator, Signature, Volatility,
     aggregate_doc_sections::DOC_SECTION_GENERAL,
 };
 use datafusion::arrow::array::RecordBatch;
@@ -73,6 +73,15 @@ impl AggregateUDFImpl for PercentileFunc {
         }
         let q = constant_q(args.exprs.get(1))?;
         Ok(Box::new(PercentileAccumulator { q, values: Vec::new() }))
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        !args.is_distinct
+    }
+
+    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        let q = constant_q(args.exprs.get(1))?;
+        Ok(Box::new(PercentileGroupsAccumulator { q, groups: Vec::new(), values_cap: 0 }))
     }
 
     fn documentation(&self) -> Option<&Documentation> {
@@ -153,6 +162,127 @@ impl Accumulator for PercentileAccumulator {
     }
 }
 
+/// The values of every group of a GROUP BY, in one accumulator: DataFusion's hash aggregation
+/// calls it once per batch with each row's group index, instead of once per group and batch.
+#[derive(Debug)]
+struct PercentileGroupsAccumulator {
+    q: f64,
+    groups: Vec<Vec<f64>>,
+    /// Sum of the groups' capacities, kept current so that `size()` is O(1).
+    values_cap: usize,
+}
+
+impl PercentileGroupsAccumulator {
+    /// The values of `emit_to`'s groups, taken out of the accumulator.
+    fn take(&mut self, emit_to: EmitTo) -> Vec<Vec<f64>> {
+        let taken = emit_to.take_needed(&mut self.groups);
+        self.values_cap -= taken.iter().map(Vec::capacity).sum::<usize>();
+        taken
+    }
+}
+
+/// One NaN bit pattern, so that NaN sorts above +inf whatever its sign bit (as in DuckDB).
+fn canonical(v: f64) -> f64 {
+    if v.is_nan() { f64::NAN } else { v }
+}
+
+/// Calls `f(row, value)` for every non-null value whose row passes `filter`.
+fn for_each_f64(input: &ArrayRef, filter: Option<&BooleanArray>, mut f: impl FnMut(usize, f64)) -> Result<()> {
+    let input = datafusion::arrow::compute::cast(input, &DataType::Float64)?;
+    let input = input.as_primitive::<Float64Type>();
+    let values = input.values();
+    let selected = |row: usize| filter.is_none_or(|m| m.is_valid(row) && m.value(row));
+    match input.nulls() {
+        None if filter.is_none() => values.iter().enumerate().for_each(|(row, v)| f(row, canonical(*v))),
+        _ => (0..input.len()).filter(|&row| input.is_valid(row) && selected(row)).for_each(|row| f(row, canonical(values[row]))),
+    }
+    Ok(())
+}
+
+impl GroupsAccumulator for PercentileGroupsAccumulator {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        let Some(input) = values.first() else { return exec_err!("percentile: missing input") };
+        if group_indices.len() != input.len() {
+            return exec_err!("percentile: {} group indices for {} values", group_indices.len(), input.len());
+        }
+        self.groups.resize_with(total_num_groups, Vec::new);
+        let (groups, cap) = (&mut self.groups, &mut self.values_cap);
+        for_each_f64(input, opt_filter, |row, v| {
+            if let Some(group) = groups.get_mut(group_indices[row]) {
+                let before = group.capacity();
+                group.push(v);
+                *cap += group.capacity() - before;
+            }
+        })
+    }
+
+    fn merge_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], total_num_groups: usize) -> Result<()> {
+        let Some(lists) = values.first() else { return exec_err!("percentile: missing state") };
+        let lists = lists.as_list::<i32>();
+        if group_indices.len() != lists.len() {
+            return exec_err!("percentile: {} group indices for {} states", group_indices.len(), lists.len());
+        }
+        self.groups.resize_with(total_num_groups, Vec::new);
+        let offsets = lists.value_offsets();
+        let items = lists.values().as_primitive::<Float64Type>();
+        for (row, &group) in group_indices.iter().enumerate() {
+            if lists.is_null(row) {
+                continue;
+            }
+            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+            let Some(target) = self.groups.get_mut(group) else { continue };
+            let before = target.capacity();
+            if items.null_count() == 0 {
+                target.extend_from_slice(&items.values()[start..end]);
+            } else {
+                target.extend((start..end).filter(|&i| items.is_valid(i)).map(|i| items.value(i)));
+            }
+            self.values_cap += target.capacity() - before;
+        }
+        Ok(())
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let taken = self.take(emit_to);
+        let offsets = OffsetBuffer::from_lengths(taken.iter().map(Vec::len));
+        let values = Float64Array::from(taken.into_iter().flatten().collect::<Vec<_>>());
+        let item = Arc::new(Field::new_list_field(DataType::Float64, true));
+        Ok(vec![Arc::new(ListArray::try_new(item, offsets, Arc::new(values), None)?)])
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let q = self.q;
+        let taken = self.take(emit_to);
+        Ok(Arc::new(taken.into_iter().map(|mut v| interpolated_percentile(&mut v, q)).collect::<Float64Array>()))
+    }
+
+    fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
+        let Some(input) = values.first() else { return exec_err!("percentile: missing input") };
+        // Each row is its own group: a one-value list, or an empty list for a null or filtered row.
+        let mut lengths = vec![0usize; input.len()];
+        let mut items = Vec::with_capacity(input.len());
+        for_each_f64(input, opt_filter, |row, v| {
+            lengths[row] = 1;
+            items.push(v);
+        })?;
+        let item = Arc::new(Field::new_list_field(DataType::Float64, true));
+        let list = ListArray::try_new(item, OffsetBuffer::from_lengths(lengths), Arc::new(Float64Array::from(items)), None)?;
+        Ok(vec![Arc::new(list)])
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+            + self.groups.capacity() * std::mem::size_of::<Vec<f64>>()
+            + self.values_cap * std::mem::size_of::<f64>()
+    }
+}
+
 /// The interpolated percentile of `values` (reordered in place); `None` when empty.
 pub fn interpolated_percentile(values: &mut [f64], q: f64) -> Option<f64> {
     if values.is_empty() {
@@ -191,6 +321,53 @@ mod tests {
         // NaN sorts last: the median of [1, NaN] interpolates towards NaN.
         assert!(interpolated_percentile(&mut [f64::NAN, 1.0], 0.5).is_some_and(f64::is_nan));
         assert_eq!(interpolated_percentile(&mut [f64::NAN, 1.0, 2.0], 0.5), Some(2.0));
+    }
+
+    fn values(v: &[Option<f64>]) -> ArrayRef {
+        Arc::new(Float64Array::from(v.to_vec()))
+    }
+
+    #[test]
+    fn groups_accumulator_agrees_with_the_per_group_accumulator() {
+        // Three groups fed over two batches, with a null and a filtered-out row; one group is
+        // moved through state/merge (as a two-phase aggregation does) before evaluation.
+        let q = 0.9;
+        let mut acc = PercentileGroupsAccumulator { q, groups: Vec::new(), values_cap: 0 };
+        let batch1 = values(&[Some(5.0), Some(1.0), None, Some(7.0), Some(100.0)]);
+        let filter = BooleanArray::from(vec![true, true, true, true, false]);
+        acc.update_batch(&[batch1], &[0, 1, 0, 2, 0], Some(&filter), 3).unwrap();
+        let batch2 = values(&[Some(3.0), Some(2.0), Some(9.0), Some(4.0)]);
+        acc.update_batch(&[batch2], &[0, 1, 2, 0], None, 3).unwrap();
+        // Group 0: {5, 3, 4}; group 1: {1, 2}; group 2: {7, 9}.
+        let state = acc.state(EmitTo::First(1)).unwrap();
+        let mut other = PercentileGroupsAccumulator { q, groups: Vec::new(), values_cap: 0 };
+        other.merge_batch(&state, &[1], 2).unwrap();
+        other.update_batch(&[values(&[Some(6.0)])], &[1], None, 2).unwrap();
+        // `other` group 1 is now {5, 3, 4, 6}; `acc` now holds old groups 1 and 2 as 0 and 1.
+        let merged = other.evaluate(EmitTo::All).unwrap();
+        let rest = acc.evaluate(EmitTo::All).unwrap();
+        let by_hand = |v: &mut [f64]| interpolated_percentile(v, q);
+        let merged = merged.as_primitive::<Float64Type>();
+        assert!(merged.is_null(0), "a group with no values is NULL");
+        assert_eq!(Some(merged.value(1)), by_hand(&mut [5.0, 3.0, 4.0, 6.0]));
+        let rest = rest.as_primitive::<Float64Type>();
+        assert_eq!(Some(rest.value(0)), by_hand(&mut [1.0, 2.0]));
+        assert_eq!(Some(rest.value(1)), by_hand(&mut [7.0, 9.0]));
+        assert_eq!(rest.value(1), 7.0 + 0.9 * 2.0);
+        assert_eq!(acc.size(), std::mem::size_of_val(&acc) + acc.groups.capacity() * std::mem::size_of::<Vec<f64>>());
+    }
+
+    #[test]
+    fn convert_to_state_makes_one_group_per_row() {
+        let acc = PercentileGroupsAccumulator { q: 0.5, groups: Vec::new(), values_cap: 0 };
+        let filter = BooleanArray::from(vec![true, true, false]);
+        let state = acc.convert_to_state(&[values(&[Some(2.0), None, Some(3.0)])], Some(&filter)).unwrap();
+        let lists = state[0].as_list::<i32>();
+        let lens: Vec<usize> = (0..lists.len()).map(|i| lists.value(i).len()).collect();
+        assert_eq!(lens, [1, 0, 0]);
+        let mut merged = PercentileGroupsAccumulator { q: 0.5, groups: Vec::new(), values_cap: 0 };
+        merged.merge_batch(&state, &[0, 0, 0], 1).unwrap();
+        assert_eq!(merged.evaluate(EmitTo::All).unwrap().as_primitive::<Float64Type>().value(0), 2.0);
     }
 
     #[test]

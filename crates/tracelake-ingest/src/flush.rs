@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
-use tracelake_store::{PartitionKey, SpanFileWriter, WriteStats, split_by_partition};
+use tracelake_store::{PartitionKey, SpanFileWriter, TraceIndexBuilder, WriteStats, split_by_partition};
 
 use crate::error::{Error, Result};
 
@@ -35,14 +35,27 @@ pub fn plan_flush(segment: u64, time_ms: u64, batches: &[RecordBatch]) -> Result
         .collect())
 }
 
-/// Writes the files of a plan.
+/// Writes the files of a plan, then their trace-id index segment. The segment's name comes
+/// from the plan's first file name, so a redone flush replaces it instead of adding another.
 pub async fn write_plan(writer: &SpanFileWriter, plan: &FlushPlan) -> Result<WriteStats> {
     let mut stats = WriteStats::default();
+    let mut index = TraceIndexBuilder::new();
     for (key, batches, name) in plan {
         let written = writer.write_partition_as(key, batches, *name).await?;
+        index.add_file(key, &written.path, batches);
         stats.files += 1;
         stats.rows += written.rows;
         stats.bytes += written.bytes;
+    }
+    if let Some((_, _, name)) = plan.first() {
+        // Without its segment the files are only unindexed (lookups scan them), not lost.
+        if let Err(e) = index.write(writer.location(), *name).await {
+            tracing::warn!("could not write the trace-id index segment: {e}");
+        }
+        // One segment per flush would make lookups read thousands a day: merge by size class.
+        if let Err(e) = tracelake_store::trace_index::merge_segments(writer.location()).await {
+            tracing::warn!("could not merge trace-id index segments: {e}");
+        }
     }
     Ok(stats)
 }

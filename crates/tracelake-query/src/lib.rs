@@ -18,4 +18,4 @@ pub mod views;
 
 pub use error::{Error, Result};
 pub use safety::QueryPolicy;
-pub use session::{SessionBuilder, SessionOptions};
+pub use session::{SessionBuilder, SessionOptions, shared_metadata_cache};

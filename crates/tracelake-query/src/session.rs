@@ -6,7 +6,8 @@ use std::sync::Arc;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use tracelake_store::{DataLocation, FreshSpans, SpansTable};
 
 use crate::error::Result;
@@ -27,12 +28,31 @@ pub struct SessionBuilder {
     location: DataLocation,
     options: SessionOptions,
     fresh: Option<Arc<dyn FreshSpans>>,
+    metadata_cache: Option<Arc<FileMetadataCache>>,
+}
+
+/// Bound of the list-files cache, which holds at most the listings of the scans being planned.
+const LIST_FILES_HANDOFF_BYTES: usize = 64 << 20;
+
+/// A cache of Parquet footers and page indexes that sessions can share (see
+/// [`SessionBuilder::with_metadata_cache`]), bounded to `limit_bytes`.
+pub fn shared_metadata_cache(limit_bytes: usize) -> Arc<FileMetadataCache> {
+    Arc::new(DefaultCache::new(limit_bytes).with_name("tracelake-file-metadata"))
 }
 
 impl SessionBuilder {
     /// A builder for `location` with default options.
     pub fn new(location: DataLocation) -> Self {
-        Self { location, options: SessionOptions::default(), fresh: None }
+        Self { location, options: SessionOptions::default(), fresh: None, metadata_cache: None }
+    }
+
+    /// Shares one footer/page-index cache between the sessions built (a server's queries):
+    /// span files are immutable, and DataFusion checks each entry against the file's size and
+    /// modification time, so an entry is never used for a file that changed. Without it every
+    /// session starts cold and re-reads every footer it touches.
+    pub fn with_metadata_cache(mut self, cache: Arc<FileMetadataCache>) -> Self {
+        self.metadata_cache = Some(cache);
+        self
     }
 
     /// Makes `spans` include spans not yet flushed to Parquet (a server's ingest buffer).
@@ -73,9 +93,13 @@ impl SessionBuilder {
 
     /// Builds a session: config, runtime, the `spans` table, trace functions and views.
     pub async fn build(&self) -> Result<SessionContext> {
-        // No cached file listings: ingest flushes and compaction change the files under us,
-        // and DataFusion's default cache never expires.
-        let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
+        // The list-files cache only hands a trace-id lookup's files to its scan: every scan
+        // removes the listing it made (`tracelake_store::lookup`), so flushes and compaction
+        // are seen by the next scan, as without a cache.
+        let mut caches = CacheManagerConfig::default().with_list_files_cache_limit(LIST_FILES_HANDOFF_BYTES);
+        if let Some(cache) = &self.metadata_cache {
+            caches = caches.with_file_metadata_cache(Some(Arc::clone(cache))).with_metadata_cache_limit(cache.cache_limit());
+        }
         let mut runtime = RuntimeEnvBuilder::new().with_cache_manager(caches);
         if let Some(limit) = self.options.memory_limit {
             runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
@@ -126,5 +150,55 @@ mod tests {
         assert_eq!(count(&ctx).await, 1);
         writer.write_partition(&key, &[batch]).await.unwrap();
         assert_eq!(count(&ctx).await, 2, "the second file is listed, not served from a stale cache");
+    }
+
+    #[tokio::test]
+    async fn lookups_through_the_trace_index_equal_a_full_scan() {
+        use tracelake_store::PartitionedBuffer;
+        let dir = tempfile::tempdir().unwrap();
+        let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
+        // 30 traces over 3 services and 3 hours; each trace in one hour, in 1–3 services.
+        let mut spans = Vec::new();
+        for t in 0..30u64 {
+            let start = 1_705_312_800_000_000_000u64 + (t % 3) * 3_600_000_000_000 + t;
+            for s in 0..=(t % 3) {
+                spans.push(format!(
+                    r#"{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"svc{s}"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{:032x}","spanId":"{:016x}","name":"op","startTimeUnixNano":"{start}","endTimeUnixNano":"{}"}}]}}]}}"#,
+                    t * 7919 + 1, s + 1, start + 5
+                ));
+            }
+        }
+        let json = format!(r#"{{"resourceSpans":[{}]}}"#, spans.join(","));
+        let request = decode_payload(json.as_bytes(), PayloadFormat::Json).unwrap().remove(0);
+        let batch = convert_request(&request, AcceptMode::AllOrNothing).unwrap().batch;
+        let mut buffer = PartitionedBuffer::new(SpanFileWriter::new(location.clone()));
+        buffer.push(&batch).await.unwrap();
+        buffer.finish().await.unwrap();
+        // One more span of trace 0 in a file no index segment covers.
+        let extra = batch.slice(0, 1);
+        let key = PartitionKey::for_span(1_705_312_800_000_000_000 + 7 * 3_600_000_000_000, "svc9");
+        SpanFileWriter::new(location.clone()).write_partition(&key, &[extra]).await.unwrap();
+
+        let ctx = SessionBuilder::new(location).build().await.unwrap();
+        let rows = |sql: String| {
+            let ctx = ctx.clone();
+            async move {
+                let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+                datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string()
+            }
+        };
+        for t in [0u64, 1, 2, 13, 29] {
+            let id = format!("{:032x}", t * 7919 + 1);
+            let select = "SELECT service_name, span_id, date, hour FROM spans";
+            let indexed = rows(format!("{select} WHERE trace_id = '{id}' ORDER BY 1, 2")).await;
+            // `concat(trace_id, '')` is not a literal comparison on the column: no index, full scan.
+            let scanned = rows(format!("{select} WHERE concat(trace_id, '') = '{id}' ORDER BY 1, 2")).await;
+            assert_eq!(indexed, scanned, "trace {t}");
+            let expected_rows = (t % 3 + 1) as usize + usize::from(t == 0);
+            assert_eq!(indexed.lines().count(), expected_rows + 4, "trace {t}:\n{indexed}");
+        }
+        let both = format!("'{:032x}', '{:032x}'", 1, 13 * 7919 + 1);
+        let indexed = rows(format!("SELECT count(*) FROM spans WHERE trace_id IN ({both})")).await;
+        assert!(indexed.contains("| 4 "), "trace 0 (1 + 1 unindexed) and 13 (2): {indexed}");
     }
 }

@@ -9,6 +9,7 @@ use object_store::ObjectStoreExt;
 use crate::error::Result;
 use crate::layout::PartitionKey;
 use crate::partition::split_by_partition;
+use crate::trace_index::TraceIndexBuilder;
 use crate::writer::SpanFileWriter;
 
 /// Totals of what a buffer wrote.
@@ -44,6 +45,7 @@ pub struct PartitionedBuffer {
     stats: WriteStats,
     written: Vec<object_store::path::Path>,
     pushes: u64,
+    index: TraceIndexBuilder,
 }
 
 impl PartitionedBuffer {
@@ -68,6 +70,7 @@ impl PartitionedBuffer {
             stats: WriteStats::default(),
             written: Vec::new(),
             pushes: 0,
+            index: TraceIndexBuilder::new(),
         }
     }
 
@@ -116,6 +119,7 @@ impl PartitionedBuffer {
         let Some(pending) = self.pending.get(key) else { return Ok(()) };
         // Removed from the buffer only once written, so a failed write loses nothing.
         let written = self.writer.write_partition(key, &pending.batches).await?;
+        self.index.add_file(key, &written.path, &pending.batches);
         if let Some(pending) = self.pending.remove(key) {
             self.buffered_rows -= pending.rows;
         }
@@ -149,9 +153,15 @@ impl PartitionedBuffer {
         Ok(self.written.len())
     }
 
-    /// Writes everything still buffered and returns the totals.
+    /// Writes everything still buffered, then the trace-id index segment of every file this
+    /// buffer wrote, and returns the totals.
     pub async fn finish(mut self) -> Result<WriteStats> {
         self.flush_all().await?;
+        let index = std::mem::take(&mut self.index);
+        // Without its segment the files are only unindexed (lookups scan them), not lost.
+        if let Err(e) = index.write(self.writer.location(), ulid::Ulid::new()).await {
+            tracing::warn!("could not write the trace-id index segment: {e}");
+        }
         Ok(self.stats)
     }
 }

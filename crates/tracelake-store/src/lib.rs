@@ -11,15 +11,19 @@
 //!   `start_time` predicates).
 //! - [`tenant`]: validated org ids and each tenant's data location.
 //! - [`fresh`]: spans still in an ingest buffer, unioned into the `spans` scan exactly once.
+//! - [`trace_index`]: which partitions hold a trace (segments written next to the span files);
+//!   [`lookup`]: scans by trace id that read only those partitions' files.
 
 pub mod buffer;
 pub mod error;
 pub mod fresh;
 pub mod layout;
 pub mod location;
+pub mod lookup;
 pub mod partition;
 pub mod table;
 pub mod tenant;
+pub mod trace_index;
 pub mod writer;
 
 pub use buffer::{PartitionedBuffer, WriteStats};
@@ -29,5 +33,6 @@ pub use layout::PartitionKey;
 pub use location::DataLocation;
 pub use table::SpansTable;
 pub use tenant::TenantId;
+pub use trace_index::TraceIndexBuilder;
 pub use partition::split_by_partition;
 pub use writer::{SpanFileWriter, WrittenFile};

@@ -25,6 +25,7 @@ use datafusion::physical_plan::union::UnionExec;
 use tracelake_schema::schema::{col as c, spans_schema};
 
 use crate::fresh::{FreshSpans, hide_files, memory_plan, with_partition_columns};
+use crate::lookup::{IndexedLookup, forget_listing, lookup_trace_ids};
 use crate::layout::FILE_EXTENSION;
 use crate::location::DataLocation;
 
@@ -43,6 +44,9 @@ pub fn partition_columns() -> Vec<(String, DataType)> {
 pub struct SpansTable {
     inner: ListingTable,
     fresh: Option<Arc<dyn FreshSpans>>,
+    location: DataLocation,
+    url: ListingTableUrl,
+    options: ListingOptions,
 }
 
 impl SpansTable {
@@ -54,8 +58,8 @@ impl SpansTable {
         let options = ListingOptions::new(Arc::new(format))
             .with_file_extension(FILE_EXTENSION)
             .with_table_partition_cols(partition_columns());
-        let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(spans_schema());
-        Ok(Self { inner: ListingTable::try_new(config)?, fresh: None })
+        let config = ListingTableConfig::new(url.clone()).with_listing_options(options.clone()).with_schema(spans_schema());
+        Ok(Self { inner: ListingTable::try_new(config)?, fresh: None, location: location.clone(), url, options })
     }
 
     /// Also shows the spans of `fresh` (an ingest buffer), each exactly once.
@@ -99,14 +103,12 @@ impl TableProvider for SpansTable {
         all.extend(filters.iter().flat_map(implied_partition_filters));
         let projection = args.projection();
         let limit = args.limit();
-        let Some(fresh) = &self.fresh else {
-            let args = ScanArgs::default().with_projection(projection).with_filters(Some(&all)).with_limit(limit);
-            return self.inner.scan_with_args(state, args).await;
-        };
         // Snapshot before listing (see `fresh`): files of later flushes are left out.
-        let snapshot = fresh.snapshot();
-        let args = ScanArgs::default().with_projection(projection).with_filters(Some(&all)).with_limit(limit);
-        let parquet = self.inner.scan_with_args(state, args).await?.into_inner();
+        let snapshot = self.fresh.as_ref().map(|fresh| fresh.snapshot());
+        let parquet = self.parquet_scan(state, projection, &all, limit).await?;
+        let (Some(fresh), Some(snapshot)) = (&self.fresh, snapshot) else {
+            return Ok(ScanResult::new(parquet));
+        };
         let parquet = hide_files(parquet, &fresh.files_flushed_after(snapshot.flush_mark)?)?;
         if snapshot.batches.is_empty() {
             return Ok(ScanResult::new(parquet));
@@ -119,6 +121,31 @@ impl TableProvider for SpansTable {
             .collect::<DfResult<Vec<_>>>()?;
         let memory = memory_plan(state, &table_schema, batches, &all, projection)?;
         Ok(ScanResult::new(UnionExec::try_new(vec![parquet, memory])?))
+    }
+}
+
+impl SpansTable {
+    /// The scan of the Parquet files: through the trace-id index when the filters fix the
+    /// trace ids, otherwise of every file the partition filters leave.
+    async fn parquet_scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&[usize]>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if let Some(ids) = lookup_trace_ids(filters) {
+            let lookup = IndexedLookup { location: &self.location, url: &self.url, options: &self.options };
+            match lookup.scan(state, &ids, projection, filters, limit).await {
+                Ok(Some(plan)) => return Ok(plan),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("trace index lookup failed, scanning without it: {e}"),
+            }
+        }
+        let args = ScanArgs::default().with_projection(projection).with_filters(Some(filters)).with_limit(limit);
+        let plan = self.inner.scan_with_args(state, args).await?.into_inner();
+        forget_listing(state, &self.url);
+        Ok(plan)
     }
 }
 

@@ -32,6 +32,10 @@ use sessions::ServeSessions;
 /// How long open requests may take to finish after SIGTERM before the final flush.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// Memory for cached Parquet footers and page indexes across queries (≈ 100 KB per span
+/// file of 20 columns, so this holds a few thousand files).
+const METADATA_CACHE_BYTES: usize = 256 << 20;
+
 /// Runs `tracelake serve`.
 pub async fn run(args: ServeArgs) -> Result<()> {
     let config = ServeConfig::resolve(&args)?;
@@ -62,7 +66,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     );
     let timeout = Duration::from_secs(config.request_timeout_secs);
     let ready = Arc::new(AtomicBool::new(false));
-    let sessions = Arc::new(ServeSessions { location: location.clone(), ingesters: Arc::clone(&ingesters) });
+    let metadata_cache = tracelake_query::shared_metadata_cache(METADATA_CACHE_BYTES);
+    let sessions = Arc::new(ServeSessions { location: location.clone(), ingesters: Arc::clone(&ingesters), metadata_cache });
     let limits = QueryLimits {
         memory_bytes: config.query_memory_limit_bytes,
         timeout: Duration::from_secs(config.query_timeout_secs),

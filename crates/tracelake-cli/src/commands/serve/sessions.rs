@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tracelake_ingest::TenantIngesters;
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use tracelake_query::SessionBuilder;
 use tracelake_server::{QueryError, SessionSource};
 use tracelake_store::{DataLocation, FreshSpans, TenantId};
@@ -16,6 +17,8 @@ pub struct ServeSessions {
     pub location: DataLocation,
     /// The ingesters, for buffered spans.
     pub ingesters: Arc<TenantIngesters>,
+    /// Parquet footers and page indexes, shared by every query of every tenant.
+    pub metadata_cache: Arc<FileMetadataCache>,
 }
 
 #[async_trait::async_trait]
@@ -26,7 +29,7 @@ impl SessionSource for ServeSessions {
             _ => None,
         };
         let location = tenant.as_ref().map_or_else(|| self.location.clone(), |t| self.location.for_tenant(t));
-        let mut sessions = SessionBuilder::new(location);
+        let mut sessions = SessionBuilder::new(location).with_metadata_cache(Arc::clone(&self.metadata_cache));
         if let Some(ingester) = self.ingesters.existing(tenant.as_ref()) {
             sessions = sessions.with_fresh(ingester as Arc<dyn FreshSpans>);
         }
