@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod attr;
+pub mod date_trunc;
 pub mod is_root;
 pub mod latency_sketch;
 pub mod percentile;
@@ -27,6 +28,7 @@ pub mod sketch_quantile;
 pub mod span_tree;
 pub mod trace_aggregates;
 pub mod trace_columns;
+pub mod trace_root;
 pub mod trace_tables;
 
 use std::sync::Arc;
@@ -42,8 +44,11 @@ use trace_tables::{TraceTableFunc, TraceTableKind};
 /// Registers the scalar and aggregate functions with `registry` (e.g. a `SessionContext`).
 pub fn register_all(registry: &mut dyn FunctionRegistry) -> datafusion::error::Result<()> {
     registry.register_udf(Arc::new(ScalarUDF::from(attr::AttrFunc::new())))?;
+    // Replaces DataFusion's date_trunc (same name): a fast path for UTC hour/day truncation.
+    registry.register_udf(Arc::new(ScalarUDF::from(date_trunc::UtcDateTrunc::new())))?;
     registry.register_udf(Arc::new(ScalarUDF::from(is_root::IsRootFunc::new())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(percentile::PercentileFunc::new())))?;
+    registry.register_udaf(Arc::new(AggregateUDF::from(trace_root::TraceRootFunc::new())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(TraceAggFunc::new(TraceAggKind::CriticalPath))))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(TraceAggFunc::new(TraceAggKind::SelfTime))))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(latency_sketch::LatencySketchFunc::new())))?;

@@ -4,46 +4,28 @@
 ///
 /// The root is the span without a parent id when there is exactly one; otherwise (several, or
 /// only orphans) the longest span whose parent is not in the trace, ties broken by `span_id`.
-/// `has_orphans` is true when some span's parent id names no span of the trace.
+/// `has_orphans` is true when some span's parent id names no span of the trace. Both come from
+/// the `trace_root` aggregate, in one pass per trace (no self-join).
 pub const TRACES_VIEW: &str = r#"
 CREATE VIEW traces AS
-WITH s AS (
-    SELECT trace_id, span_id, parent_span_id, service_name, span_name,
-           start_time, end_time, duration_ns, status_code
-    FROM spans
-),
-ids AS (SELECT DISTINCT trace_id AS p_trace_id, span_id AS p_span_id FROM s),
-marked AS (
-    SELECT s.*,
-           (s.parent_span_id IS NOT NULL AND ids.p_span_id IS NULL) AS is_orphan
-    FROM s LEFT JOIN ids
-      ON s.trace_id = ids.p_trace_id AND s.parent_span_id = ids.p_span_id
-),
-per_trace AS (
+SELECT trace_id,
+       root['service_name'] AS root_service,
+       root['span_name'] AS root_name,
+       start_time, end_time,
+       CAST(end_time AS BIGINT) - CAST(start_time AS BIGINT) AS duration_ns,
+       span_count, service_count, error_count,
+       root['has_orphans'] AS has_orphans
+FROM (
     SELECT trace_id,
-           first_value(service_name ORDER BY parent_span_id IS NULL DESC, duration_ns DESC, span_id) AS single_root_service,
-           first_value(span_name ORDER BY parent_span_id IS NULL DESC, duration_ns DESC, span_id) AS single_root_name,
-           first_value(service_name ORDER BY duration_ns DESC, span_id)
-               FILTER (WHERE parent_span_id IS NULL OR is_orphan) AS longest_root_service,
-           first_value(span_name ORDER BY duration_ns DESC, span_id)
-               FILTER (WHERE parent_span_id IS NULL OR is_orphan) AS longest_root_name,
-           sum(CASE WHEN parent_span_id IS NULL THEN 1 ELSE 0 END) AS null_parent_count,
+           trace_root(span_id, parent_span_id, duration_ns, service_name, span_name) AS root,
            min(start_time) AS start_time,
            max(end_time) AS end_time,
            count(*) AS span_count,
            count(DISTINCT service_name) AS service_count,
-           sum(CASE WHEN status_code = 'ERROR' THEN 1 ELSE 0 END) AS error_count,
-           bool_or(is_orphan) AS has_orphans
-    FROM marked
+           sum(CASE WHEN status_code = 'ERROR' THEN 1 ELSE 0 END) AS error_count
+    FROM spans
     GROUP BY trace_id
 )
-SELECT trace_id,
-       CASE WHEN null_parent_count = 1 THEN single_root_service ELSE longest_root_service END AS root_service,
-       CASE WHEN null_parent_count = 1 THEN single_root_name ELSE longest_root_name END AS root_name,
-       start_time, end_time,
-       CAST(end_time AS BIGINT) - CAST(start_time AS BIGINT) AS duration_ns,
-       span_count, service_count, error_count, has_orphans
-FROM per_trace
 "#;
 
 /// `service_edges`: the service dependency graph, from parent→child spans that cross a

@@ -130,11 +130,17 @@ impl PartitionedBuffer {
         Ok(())
     }
 
-    /// Writes every buffered partition.
+    /// Writes every buffered partition, then the trace-id index segment of every file written
+    /// since the last one.
     pub async fn flush_all(&mut self) -> Result<()> {
         let keys: Vec<_> = self.pending.keys().cloned().collect();
         for key in keys {
             self.flush_partition(&key).await?;
+        }
+        let index = std::mem::take(&mut self.index);
+        // Without its segment the files are only unindexed (lookups scan them), not lost.
+        if let Err(e) = index.write(self.writer.location(), ulid::Ulid::new()).await {
+            tracing::warn!("could not write the trace-id index segment: {e}");
         }
         Ok(())
     }
@@ -153,15 +159,9 @@ impl PartitionedBuffer {
         Ok(self.written.len())
     }
 
-    /// Writes everything still buffered, then the trace-id index segment of every file this
-    /// buffer wrote, and returns the totals.
+    /// Writes everything still buffered (and the index segment) and returns the totals.
     pub async fn finish(mut self) -> Result<WriteStats> {
         self.flush_all().await?;
-        let index = std::mem::take(&mut self.index);
-        // Without its segment the files are only unindexed (lookups scan them), not lost.
-        if let Err(e) = index.write(self.writer.location(), ulid::Ulid::new()).await {
-            tracing::warn!("could not write the trace-id index segment: {e}");
-        }
         Ok(self.stats)
     }
 }
