@@ -167,10 +167,8 @@ struct LastId(Option<u32>);
 
 impl Interner {
     fn id_cached(&mut self, s: &str, last: &mut LastId) -> u32 {
-        if let Some(id) = last.0 {
-            if self.strings[id as usize] == s {
-                return id;
-            }
+        if let Some(id) = last.0.filter(|&id| self.strings[id as usize] == s) {
+            return id;
         }
         let id = self.id(s);
         last.0 = Some(id);

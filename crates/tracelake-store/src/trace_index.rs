@@ -225,6 +225,20 @@ pub async fn lookup(location: &DataLocation, trace_ids: &[String], span_files: V
     Ok(Some(LookupFiles { files, segments: read, uncovered }))
 }
 
+#[allow(deprecated)]
+type SegmentBuilder = ParquetRecordBatchStreamBuilder<ParquetObjectReader>;
+
+/// A reader of one segment, or `None` if it is gone (merged or removed since it was listed).
+async fn open_segment(store: &Arc<dyn ObjectStore>, segment: &ObjectMeta) -> Result<Option<SegmentBuilder>> {
+    #[allow(deprecated)]
+    let reader = ParquetObjectReader::new(Arc::clone(store), segment.location.clone()).with_file_size(segment.size);
+    match ParquetRecordBatchStreamBuilder::new(reader).await {
+        Ok(builder) => Ok(Some(builder)),
+        Err(parquet::errors::ParquetError::External(e)) if is_not_found(e.as_ref()) => Ok(None),
+        Err(source) => Err(Error::Parquet { partition: segment.location.to_string(), source }),
+    }
+}
+
 struct SegmentHits {
     covers: Vec<String>,
     partitions: Vec<String>,
@@ -234,13 +248,7 @@ struct SegmentHits {
 /// segment is gone.
 async fn read_segment(store: &Arc<dyn ObjectStore>, segment: &ObjectMeta, keys: &[i64]) -> Result<Option<SegmentHits>> {
     let context = |source| Error::Parquet { partition: segment.location.to_string(), source };
-    #[allow(deprecated)]
-    let reader = ParquetObjectReader::new(Arc::clone(store), segment.location.clone()).with_file_size(segment.size);
-    let builder = match ParquetRecordBatchStreamBuilder::new(reader).await {
-        Ok(builder) => builder,
-        Err(parquet::errors::ParquetError::External(e)) if is_not_found(e.as_ref()) => return Ok(None),
-        Err(e) => return Err(context(e)),
-    };
+    let Some(builder) = open_segment(store, segment).await? else { return Ok(None) };
     let metadata = builder.metadata().clone();
     let covers = covered_files(&metadata);
     let row_groups: Vec<usize> = (0..metadata.num_row_groups())
@@ -328,13 +336,7 @@ struct SegmentContents {
 
 async fn read_whole_segment(store: &Arc<dyn ObjectStore>, segment: &ObjectMeta) -> Result<Option<SegmentContents>> {
     let context = |source| Error::Parquet { partition: segment.location.to_string(), source };
-    #[allow(deprecated)]
-    let reader = ParquetObjectReader::new(Arc::clone(store), segment.location.clone()).with_file_size(segment.size);
-    let builder = match ParquetRecordBatchStreamBuilder::new(reader).await {
-        Ok(builder) => builder,
-        Err(parquet::errors::ParquetError::External(e)) if is_not_found(e.as_ref()) => return Ok(None),
-        Err(e) => return Err(context(e)),
-    };
+    let Some(builder) = open_segment(store, segment).await? else { return Ok(None) };
     let covers = covered_files(builder.metadata());
     let batches: Vec<RecordBatch> = builder.build().map_err(context)?.try_collect().await.map_err(context)?;
     let mut entries = Vec::new();
