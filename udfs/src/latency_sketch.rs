@@ -155,15 +155,16 @@ fn for_each_sketch(
 }
 
 /// Calls `f(row, value)` for every non-null, unfiltered row of `input` (a numeric column).
-fn for_each_value(input: &ArrayRef, filter: Option<&BooleanArray>, mut f: impl FnMut(usize, f64)) -> Result<()> {
+pub(crate) fn for_each_value(input: &ArrayRef, filter: Option<&BooleanArray>, mut f: impl FnMut(usize, f64)) -> Result<()> {
     let input = datafusion::arrow::compute::cast(input, &DataType::Float64)?;
     let input = input.as_primitive::<Float64Type>();
-    for (row, value) in input.iter().enumerate() {
-        if let Some(value) = value
-            && filter.is_none_or(|m| m.is_valid(row) && m.value(row))
-        {
-            f(row, value);
-        }
+    let values = input.values();
+    match (input.nulls(), filter) {
+        // The common case, without a per-row validity check.
+        (None, None) => values.iter().enumerate().for_each(|(row, v)| f(row, *v)),
+        _ => (0..input.len())
+            .filter(|&row| input.is_valid(row) && filter.is_none_or(|m| m.is_valid(row) && m.value(row)))
+            .for_each(|row| f(row, values[row])),
     }
     Ok(())
 }

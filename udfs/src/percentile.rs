@@ -24,6 +24,8 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::logical_expr::ColumnarValue;
 use datafusion::physical_expr::PhysicalExpr;
 
+use crate::latency_sketch::for_each_value;
+
 /// The `percentile` aggregate function.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PercentileFunc {
@@ -128,8 +130,7 @@ impl Accumulator for PercentileAccumulator {
         let input = datafusion::arrow::compute::cast(input, &DataType::Float64)?;
         let input = input.as_primitive::<Float64Type>();
         self.values.reserve(input.len() - input.null_count());
-        // One NaN bit pattern, so that NaN sorts above +inf whatever its sign bit (as in DuckDB).
-        self.values.extend(input.iter().flatten().map(|v| if v.is_nan() { f64::NAN } else { v }));
+        self.values.extend(input.iter().flatten().map(canonical));
         Ok(())
     }
 
@@ -186,19 +187,6 @@ fn canonical(v: f64) -> f64 {
     if v.is_nan() { f64::NAN } else { v }
 }
 
-/// Calls `f(row, value)` for every non-null value whose row passes `filter`.
-fn for_each_f64(input: &ArrayRef, filter: Option<&BooleanArray>, mut f: impl FnMut(usize, f64)) -> Result<()> {
-    let input = datafusion::arrow::compute::cast(input, &DataType::Float64)?;
-    let input = input.as_primitive::<Float64Type>();
-    let values = input.values();
-    let selected = |row: usize| filter.is_none_or(|m| m.is_valid(row) && m.value(row));
-    match input.nulls() {
-        None if filter.is_none() => values.iter().enumerate().for_each(|(row, v)| f(row, canonical(*v))),
-        _ => (0..input.len()).filter(|&row| input.is_valid(row) && selected(row)).for_each(|row| f(row, canonical(values[row]))),
-    }
-    Ok(())
-}
-
 impl GroupsAccumulator for PercentileGroupsAccumulator {
     fn update_batch(
         &mut self,
@@ -213,7 +201,8 @@ impl GroupsAccumulator for PercentileGroupsAccumulator {
         }
         self.groups.resize_with(total_num_groups, Vec::new);
         let (groups, cap) = (&mut self.groups, &mut self.values_cap);
-        for_each_f64(input, opt_filter, |row, v| {
+        for_each_value(input, opt_filter, |row, v| {
+            let v = canonical(v);
             if let Some(group) = groups.get_mut(group_indices[row]) {
                 let before = group.capacity();
                 group.push(v);
@@ -267,7 +256,8 @@ impl GroupsAccumulator for PercentileGroupsAccumulator {
         // Each row is its own group: a one-value list, or an empty list for a null or filtered row.
         let mut lengths = vec![0usize; input.len()];
         let mut items = Vec::with_capacity(input.len());
-        for_each_f64(input, opt_filter, |row, v| {
+        for_each_value(input, opt_filter, |row, v| {
+            let v = canonical(v);
             lengths[row] = 1;
             items.push(v);
         })?;

@@ -21,11 +21,8 @@ use datafusion::execution::cache::TableScopedPath;
 use datafusion::execution::cache::cache_manager::CachedFileList;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use datafusion::physical_plan::ExecutionPlan;
-use futures::TryStreamExt;
-use object_store::ObjectMeta;
 use tracelake_schema::schema::{col, spans_schema};
 
-use crate::layout::FILE_EXTENSION;
 use crate::location::DataLocation;
 use crate::trace_index;
 
@@ -109,14 +106,7 @@ impl IndexedLookup<'_> {
         limit: Option<usize>,
     ) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
         let Some(cache) = state.runtime_env().cache_manager.get_list_files_cache() else { return Ok(None) };
-        let store = self.location.store();
-        let span_files: Vec<ObjectMeta> = match store.list(Some(&self.location.spans_path())).try_collect().await {
-            Ok(files) => files,
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        let span_files = span_files.into_iter().filter(|m| m.size > 0 && m.location.as_ref().ends_with(FILE_EXTENSION)).collect();
-        let Some(found) = trace_index::lookup(self.location, trace_ids, span_files).await.map_err(|e| {
+        let Some(found) = trace_index::lookup(self.location, trace_ids).await.map_err(|e| {
             datafusion::error::DataFusionError::External(Box::new(e))
         })?
         else {

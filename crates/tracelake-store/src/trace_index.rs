@@ -177,21 +177,16 @@ pub struct LookupFiles {
     pub uncovered: usize,
 }
 
-/// The span files (of `span_files`, a listing of `spans/`) that may hold spans of `trace_ids`,
-/// or `None` when the location has no index. Segments that disappear while they are read
+/// The span files that may hold spans of `trace_ids`, or `None` when the location has no index
+/// (then nothing else is listed: the caller scans as without an index). Segments that disappear while they are read
 /// (merged or removed meanwhile) are skipped, which leaves their files uncovered, not missed.
-pub async fn lookup(location: &DataLocation, trace_ids: &[String], span_files: Vec<ObjectMeta>) -> Result<Option<LookupFiles>> {
+pub async fn lookup(location: &DataLocation, trace_ids: &[String]) -> Result<Option<LookupFiles>> {
     let store = location.store();
-    let dir = index_dir(location);
-    let segments: Vec<ObjectMeta> = match store.list(Some(&dir)).try_collect().await {
-        Ok(segments) => segments,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(source) => return Err(Error::ObjectStore { path: dir.to_string(), source }),
-    };
-    let segments: Vec<_> = segments.into_iter().filter(|m| m.location.as_ref().ends_with(FILE_EXTENSION)).collect();
+    let segments = list_parquet(location, &index_dir(location)).await?;
     if segments.is_empty() {
         return Ok(None);
     }
+    let span_files = list_parquet(location, &location.spans_path()).await?;
     // Ids the index cannot key could be anywhere: no narrowing.
     let Some(keys) = trace_ids.iter().map(|id| trace_key(id)).collect::<Option<Vec<i64>>>() else {
         return Ok(Some(LookupFiles { uncovered: 0, segments: 0, files: span_files }));
@@ -200,14 +195,10 @@ pub async fn lookup(location: &DataLocation, trace_ids: &[String], span_files: V
     let mut hit_partitions = HashSet::new();
     let mut read = 0;
     for segment in &segments {
-        match read_segment(&store, segment, &keys).await {
-            Ok(Some(found)) => {
-                read += 1;
-                covered.extend(found.covers);
-                hit_partitions.extend(found.partitions);
-            }
-            Ok(None) => {}
-            Err(e) => return Err(e),
+        if let Some(found) = read_segment(&store, segment, &keys).await? {
+            read += 1;
+            covered.extend(found.covers);
+            hit_partitions.extend(found.partitions);
         }
     }
     let mut uncovered = 0;
@@ -223,6 +214,15 @@ pub async fn lookup(location: &DataLocation, trace_ids: &[String], span_files: V
         })
         .collect();
     Ok(Some(LookupFiles { files, segments: read, uncovered }))
+}
+
+/// The non-empty Parquet files under `dir` (none if it does not exist).
+async fn list_parquet(location: &DataLocation, dir: &Path) -> Result<Vec<ObjectMeta>> {
+    match location.store().list(Some(dir)).try_collect::<Vec<ObjectMeta>>().await {
+        Ok(files) => Ok(files.into_iter().filter(|m| m.size > 0 && m.location.as_ref().ends_with(FILE_EXTENSION)).collect()),
+        Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+        Err(source) => Err(Error::ObjectStore { path: dir.to_string(), source }),
+    }
 }
 
 #[allow(deprecated)]
@@ -290,14 +290,8 @@ const SMALLEST_CLASS_BYTES: u64 = 64 * 1024;
 /// them): never a missed span. Returns the number of segments merged away.
 pub async fn merge_segments(location: &DataLocation) -> Result<usize> {
     let store = location.store();
-    let dir = index_dir(location);
-    let segments: Vec<ObjectMeta> = match store.list(Some(&dir)).try_collect().await {
-        Ok(segments) => segments,
-        Err(object_store::Error::NotFound { .. }) => return Ok(0),
-        Err(source) => return Err(Error::ObjectStore { path: dir.to_string(), source }),
-    };
     let mut by_class: HashMap<u32, Vec<ObjectMeta>> = HashMap::new();
-    for segment in segments.into_iter().filter(|m| m.location.as_ref().ends_with(FILE_EXTENSION)) {
+    for segment in list_parquet(location, &index_dir(location)).await? {
         let class = (segment.size / SMALLEST_CLASS_BYTES).max(1).ilog(4);
         by_class.entry(class).or_default().push(segment);
     }
@@ -398,7 +392,7 @@ mod tests {
     }
 
     async fn listing(location: &DataLocation) -> Vec<ObjectMeta> {
-        location.store().list(Some(&location.spans_path())).try_collect().await.unwrap()
+        list_parquet(location, &location.spans_path()).await.unwrap()
     }
 
     fn partitions(found: &LookupFiles) -> Vec<String> {
@@ -420,7 +414,7 @@ mod tests {
     async fn lookup_names_the_trace_partitions_and_every_uncovered_file() {
         let dir = tempfile::tempdir().unwrap();
         let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
-        assert!(lookup(&location, &["00".repeat(16)], vec![]).await.unwrap().is_none(), "no index yet");
+        assert!(lookup(&location, &["00".repeat(16)]).await.unwrap().is_none(), "no index yet");
         let mut buffer = PartitionedBuffer::new(SpanFileWriter::new(location.clone()));
         buffer.push(&spans(10, 0)).await.unwrap();
         buffer.push(&spans(10, 1)).await.unwrap();
@@ -430,24 +424,23 @@ mod tests {
 
         // Trace 2 (odd index 1) of hour 0 is only in service a; trace 1 of hour 1 in a and b.
         let only_a = format!("{:016x}{:016x}", 2, 0);
-        let found = lookup(&location, std::slice::from_ref(&only_a), all.clone()).await.unwrap().unwrap();
+        let found = lookup(&location, std::slice::from_ref(&only_a)).await.unwrap().unwrap();
         assert_eq!((found.segments, found.uncovered), (1, 0));
         assert_eq!(partitions(&found), ["date=2024-01-15/hour=10/service=a"]);
         let both = format!("{:016x}{:016x}", 1001, 1);
         // Ids are keyed by their first 64 bits: a colliding id only adds partitions to scan.
         let collides = format!("{:016x}{:016x}", 2, 99);
-        let found = lookup(&location, std::slice::from_ref(&collides), all.clone()).await.unwrap().unwrap();
+        let found = lookup(&location, std::slice::from_ref(&collides)).await.unwrap().unwrap();
         assert_eq!(partitions(&found), ["date=2024-01-15/hour=10/service=a"], "the partitions of trace 2");
-        let found = lookup(&location, std::slice::from_ref(&both), all.clone()).await.unwrap().unwrap();
+        let found = lookup(&location, std::slice::from_ref(&both)).await.unwrap().unwrap();
         assert_eq!(partitions(&found), ["date=2024-01-15/hour=11/service=a", "date=2024-01-15/hour=11/service=b"]);
-        let absent = lookup(&location, &["ab".repeat(16)], all.clone()).await.unwrap().unwrap();
+        let absent = lookup(&location, &["ab".repeat(16)]).await.unwrap().unwrap();
         assert!(absent.files.is_empty());
 
         // A file written without the index (another tool, an older version) is always scanned.
         let key = PartitionKey::for_span(1_705_312_800_000_000_000 + 5 * 3_600_000_000_000, "c");
         SpanFileWriter::new(location.clone()).write_partition(&key, &[spans(1, 5)]).await.unwrap();
-        let all = listing(&location).await;
-        let found = lookup(&location, std::slice::from_ref(&only_a), all).await.unwrap().unwrap();
+        let found = lookup(&location, std::slice::from_ref(&only_a)).await.unwrap().unwrap();
         assert_eq!(found.uncovered, 1);
         assert_eq!(partitions(&found), ["date=2024-01-15/hour=10/service=a", "date=2024-01-15/hour=15/service=c"]);
     }
@@ -461,17 +454,16 @@ mod tests {
             buffer.push(&spans(6, hour)).await.unwrap();
             buffer.finish().await.unwrap();
         }
-        let all = listing(&location).await;
         let ids: Vec<String> = (0..MERGE_FAN_IN as u64).flat_map(|h| (1..=6).map(move |t| format!("{:016x}{h:016x}", h * 1000 + t))).collect();
         let mut before = Vec::new();
         for id in &ids {
-            before.push(partitions(&lookup(&location, std::slice::from_ref(id), all.clone()).await.unwrap().unwrap()));
+            before.push(partitions(&lookup(&location, std::slice::from_ref(id)).await.unwrap().unwrap()));
         }
         assert_eq!(merge_segments(&location).await.unwrap(), MERGE_FAN_IN);
         let segments: Vec<ObjectMeta> = location.store().list(Some(&index_dir(&location))).try_collect().await.unwrap();
         assert_eq!(segments.len(), 1);
         for (id, expected) in ids.iter().zip(&before) {
-            let found = lookup(&location, std::slice::from_ref(id), all.clone()).await.unwrap().unwrap();
+            let found = lookup(&location, std::slice::from_ref(id)).await.unwrap().unwrap();
             assert_eq!((found.segments, found.uncovered), (1, 0));
             assert_eq!(&partitions(&found), expected, "trace {id}");
         }
