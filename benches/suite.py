@@ -28,6 +28,11 @@ Queries (parameters are picked from the data, deterministically, and printed):
   Q8 error-budget burn: per service, ratio of bad minutes (> 1 % of SERVER requests failed) to
      minutes with traffic over 28 days, on a second workload with --spans/10 spans, --hours 672
 
+Ingest (unless --check or --ingest-spans 0): benches/ingest.py's measurement, --ingest-runs runs
+each of `group-commit` (the server's defaults: durable WAL, flushes to Parquet during the load)
+and `group-commit-noflush` (the durable receive path alone), with the `otlp-load` generator
+(release build of tracelake-benches); spans/s per server core and p99 acknowledgement latency.
+
 Timing: "cold" is the first run after `echo 3 > /proc/sys/vm/drop_caches` (root only; otherwise
 simply the first run, and the table says so). Before a cold tracelake run the binary itself is
 paged in with `tracelake sql "SELECT 1"` on an empty directory, so only the data is cold. DuckDB
@@ -778,6 +783,31 @@ def pruning(tl, data, sql):
 # ---------------------------------------------------------------------------------------------
 # Output
 
+def run_ingest(args):
+    """benches/ingest.py's runs for two modes; Markdown table rows."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import ingest
+    if not Path(args.load).exists():
+        raise SystemExit(f"{args.load} not found: cargo build --release -p tracelake-benches --bin otlp-load "
+                         "(or pass --ingest-spans 0)")
+    opts = argparse.Namespace(bin=args.bin, load=args.load, spans=args.ingest_spans, batch=500, concurrency=32,
+                              seed=args.seed, hours=1, gzip=False, flush_interval_secs=30, perf=None, keep=False)
+    rows = []
+    for mode in ("group-commit", "group-commit-noflush"):
+        print(f"ingest: {mode} x{args.ingest_runs} ...", flush=True)
+        runs = sorted((ingest.run_mode(opts, mode, ingest.MODES[mode]) for _ in range(args.ingest_runs)),
+                      key=lambda r: r["load"]["spans_per_s"])
+        m = runs[len(runs) // 2]
+        lo = m["load"]
+        per_core = [r["load"]["spans_ok"] / r["server_cpu_load_s"] for r in runs]
+        ok = all(r["stored"] == r["load"]["spans_ok"] == r["distinct"] and r["load"]["spans_failed"] == 0 for r in runs)
+        rows.append(f"| {mode} | {lo['spans_per_s']:,.0f} | {lo['spans_ok'] / m['server_cpu_load_s']:,.0f} "
+                    f"({', '.join(f'{v / 1e3:.0f}k' for v in per_core)}) | {lo['p50_ms']:.0f} / {lo['p99_ms']:.0f} "
+                    f"| {'yes' if ok else 'NO'} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
 def ratio(a, b):
     return f"{a / b:.2f}" if a is not None and b else "—"
 
@@ -847,6 +877,9 @@ def main():
     ap.add_argument("--lookups", type=int, default=1000, help="Q3: random trace ids (DuckDB, Flight SQL)")
     ap.add_argument("--cli-lookups", type=int, default=50, help="Q3: ids looked up with one tracelake sql process each")
     ap.add_argument("--no-otlp", action="store_true", help="skip measuring the OTLP protobuf size")
+    ap.add_argument("--ingest-spans", type=int, default=1_000_000, help="spans per ingest run (0: skip ingest)")
+    ap.add_argument("--ingest-runs", type=int, default=3, help="ingest runs per mode (median by spans/s)")
+    ap.add_argument("--load", default=str(TARGET / "release" / "otlp-load"), help="the otlp-load generator binary")
     ap.add_argument("--no-explain", action="store_true", help="skip the EXPLAIN ANALYZE pruning metrics of Q2, Q3, Q7")
     ap.add_argument("--serve-memory-limit", type=int, default=8 << 30,
                     help="--query-memory-limit-bytes of the Flight SQL server (default 8 GiB)")
@@ -931,6 +964,8 @@ def main():
             if len(r.mismatches) > 20:
                 log(f"  ... {len(r.mismatches) - 20} more mismatches")
 
+        ingest_rows = run_ingest(args) if not args.check and args.ingest_spans > 0 else []
+
         explain = {}
         if not args.check and not args.no_explain:
             for name, sql in (("Q2", lambda: q2("tl", p)), ("Q3", lambda: q3("tl", p, p["trace_ids"][0])),
@@ -981,6 +1016,16 @@ def main():
                           f"{p['hour'][0]:%H:%M}–{p['hour'][1]:%H:%M}; Q4/Q6 root operation `{p['op'][0]}` "
                           f"`{p['op'][1]}`; Q7 route `{p['route']}`, {p['last_hour'][0]:%H:%M}–24:00"
                           + (f"; Q8 {p['days28'][0]:%Y-%m-%d} + 28 days" if "days28" in p else "") + ".")
+            if ingest_rows:
+                report.append("")
+                report.append(f"Ingest (OTLP/gRPC, `otlp-load`: {args.ingest_spans:,} spans in 500-span requests, "
+                              f"32 in flight; median of {args.ingest_runs} runs by spans/s; every acknowledgement "
+                              "durable with `fdatasync`; stored = acknowledged, each exactly once):")
+                report.append("")
+                report.append("| mode | spans/s | spans/s per server core (all runs) | p50 / p99 ack ms | stored = sent |")
+                report.append("|---|---|---|---|---|")
+                report.extend(ingest_rows)
+                report.append("")
             for name, text in explain.items():
                 report.append(f"- {name} scan (`EXPLAIN ANALYZE`, embedded; the store has {files} files): {text}.")
             for r in failed:

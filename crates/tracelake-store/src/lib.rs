@@ -9,12 +9,14 @@
 //! - [`buffer`]: per-partition buffering so that many small inputs become few files.
 //! - [`table`]: the `spans` DataFusion table provider (partition pruning from `service_name` and
 //!   `start_time` predicates).
+//! - [`dedicated`]: attribute-map filters also applied to the dedicated attribute columns.
 //! - [`tenant`]: validated org ids and each tenant's data location.
 //! - [`fresh`]: spans still in an ingest buffer, unioned into the `spans` scan exactly once.
 //! - [`trace_index`]: which partitions hold a trace (segments written next to the span files);
 //!   [`lookup`]: scans by trace id that read only those partitions' files.
 
 pub mod buffer;
+pub mod dedicated;
 pub mod error;
 pub mod fresh;
 pub mod layout;
