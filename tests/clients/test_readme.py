@@ -35,3 +35,30 @@ def test_readme_query_snippets(tracelake, tmp_path):
     assert '"traceId":"0af7651916cd43dd8448eb211c80319c"' in out
     server.terminate()
     server.wait(timeout=60)
+
+
+def test_readme_object_storage_commands(tracelake, s3, tmp_path):
+    (shell,) = readme_blocks("s3")
+    shell = shell.replace("http://127.0.0.1:9000", s3.endpoint).replace("s3://traces/", f"s3://{s3.bucket}/readme-")
+    shell = re.sub(r"(?m)^tracelake ", f"{tracelake.binary} ", shell)
+    run = subprocess.run(["bash", "-euo", "pipefail", "-c", shell], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "service_name,spans" and len(lines) == 4, run.stdout
+
+
+def test_readme_maintenance_commands(tracelake, tmp_path):
+    data = tmp_path / "data"
+    for seed in (1, 2):  # two loads: two files per partition
+        tracelake.run("gen", "--otlp-out", str(tmp_path / f"o{seed}"), "--spans", "2000", "--seed", str(seed),
+                      "--start", "2026-01-01T00:00:00Z", "--hours", "2", "--services", "2")
+        tracelake.run("ingest", "--data", str(data), *map(str, sorted((tmp_path / f"o{seed}").iterdir())))
+    (shell,) = readme_blocks("maintenance")
+    # The defaults wait for files to age (5 min) and for queries (120 s); a test cannot.
+    shell = re.sub(r"(?m)^tracelake ", f"{tracelake.binary} ", shell.replace("./tracelake-data", str(data)))
+    shell = shell.replace("compact --data " + str(data), f"compact --min-file-age-secs 0 --grace-secs 0 --data {data}")
+    run = subprocess.run(["bash", "-euo", "pipefail", "-c", shell], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "2 files" in run.stdout, "the dry run lists the merges"
+    assert "would delete date=2026-01-01/hour=00" in run.stdout and "deleting date=2026-01-01/hour=01" in run.stdout
+    assert not list((data / "spans").rglob("*.parquet")), "hours of January 2026 are older than 14 days"

@@ -23,10 +23,14 @@ def free_port():
 
 def start(tracelake, data, port, grpc_port=None, extra=()):
     grpc_port = grpc_port or free_port()
+    extra = list(extra)
+    for flag in ("--flight-addr", "--http-addr"):
+        if flag not in extra:
+            extra += [flag, f"127.0.0.1:{free_port()}"]
     proc = subprocess.Popen(
         [tracelake.binary, "serve", "--data", str(data), "--otlp-http-addr", f"127.0.0.1:{port}",
          "--otlp-grpc-addr", f"127.0.0.1:{grpc_port}", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tracelake.env,
     )
     SERVERS.append(proc)
     deadline = time.time() + 30
@@ -41,9 +45,11 @@ def start(tracelake, data, port, grpc_port=None, extra=()):
     raise AssertionError(f"server did not become ready: {proc.stderr.read()}")
 
 
-def test_sdk_spans_survive_kill_9_exactly_once(tracelake, tmp_path):
-    data, port = tmp_path / "data", free_port()
-    server = start(tracelake, data, port)
+def test_sdk_spans_survive_kill_9_exactly_once(tracelake, store):
+    """The end-to-end test of both stores: a local directory and S3 (moto)."""
+    tracelake = tracelake.with_env(store.env)
+    data, port = store.data, free_port()
+    server = start(tracelake, data, port, extra=store.serve_args)
 
     provider = TracerProvider(resource=Resource.create({"service.name": "py-svc", "service.version": "1.2.3"}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces")))
@@ -60,7 +66,7 @@ def test_sdk_spans_survive_kill_9_exactly_once(tracelake, tmp_path):
     server.wait(timeout=10)
 
     # Restart: the WAL is replayed; SIGTERM flushes everything and exits 0.
-    server = start(tracelake, data, port)
+    server = start(tracelake, data, port, extra=store.serve_args)
     server.send_signal(signal.SIGTERM)
     assert server.wait(timeout=60) == 0, server.stderr.read()
 

@@ -29,6 +29,51 @@ pub enum Command {
     /// Compare the latency of a candidate against a baseline; exit 0 pass, 1 regression,
     /// 2 inconclusive (too few samples), 3 usage or data error.
     Gate(Box<GateArgs>),
+    /// Merge each partition's small span files into files of a target size.
+    Compact(CompactArgs),
+    /// Delete the hourly partitions older than a retention (`--dry-run` lists them).
+    Retain(RetainArgs),
+}
+
+/// `tracelake compact`.
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Compact this tenant's data (<data>/tenants/<org id>) instead of the default tenant's.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Size a merged file aims for, in bytes [default: 67108864 = 64 MiB].
+    #[arg(long, default_value_t = 64 << 20)]
+    pub target_file_bytes: u64,
+    /// Leave files younger than this many seconds alone (a running server may still be
+    /// flushing next to them).
+    #[arg(long, default_value_t = 300)]
+    pub min_file_age_secs: u64,
+    /// Seconds the replaced files stay after their merged file exists, for queries that listed
+    /// them just before; `compact` waits this long, then deletes them.
+    #[arg(long, default_value_t = 120)]
+    pub grace_secs: u64,
+    /// List the merges it would do, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `tracelake retain`.
+#[derive(Debug, Args)]
+pub struct RetainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Apply to this tenant's data (<data>/tenants/<org id>) instead of the default tenant's.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Keep this much history: `14d`, `36h`, `2w`, `90m`, `3600s`. Hourly partitions that
+    /// ended before now minus this are deleted.
+    #[arg(long)]
+    pub older_than: String,
+    /// Name the partitions that would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Unit of comparison of `tracelake gate`.
@@ -201,6 +246,20 @@ pub struct ServeArgs {
     /// Queries waiting for a slot; more get "busy" [default: 64].
     #[arg(long, env = "TRACELAKE_MAX_QUEUED_QUERIES")]
     pub max_queued_queries: Option<usize>,
+    /// Seconds between background maintenance rounds (retention, compaction); 0 turns them
+    /// off [default: 300].
+    #[arg(long, env = "TRACELAKE_MAINTENANCE_INTERVAL_SECS")]
+    pub maintenance_interval_secs: Option<u64>,
+    /// Size a compacted file aims for, in bytes [default: 67108864 = 64 MiB].
+    #[arg(long, env = "TRACELAKE_COMPACTION_TARGET_FILE_BYTES")]
+    pub compaction_target_file_bytes: Option<u64>,
+    /// Files younger than this many seconds are not compacted yet [default: 300].
+    #[arg(long, env = "TRACELAKE_COMPACTION_MIN_FILE_AGE_SECS")]
+    pub compaction_min_file_age_secs: Option<u64>,
+    /// Keep this much history (`14d`, `36h`, `2w`, …); older hourly partitions are deleted
+    /// [default: keep everything]. Per tenant: `[tenant_retention]` in the config file.
+    #[arg(long, env = "TRACELAKE_RETENTION")]
+    pub retention: Option<String>,
     /// Write-ahead log directory, on a local disk [default: <data>/wal].
     #[arg(long, env = "TRACELAKE_WAL_DIR")]
     pub wal_dir: Option<PathBuf>,

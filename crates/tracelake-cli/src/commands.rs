@@ -1,9 +1,11 @@
 //! One module per verb; [`run`] dispatches.
 
+pub mod compact;
 pub mod demo;
 pub mod gate;
 pub mod generate;
 pub mod ingest;
+pub mod retain;
 pub mod serve;
 pub mod sql;
 
@@ -20,5 +22,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Demo(args) => demo::run(args).await.map(|()| 0),
         Command::Serve(args) => serve::run(args).await.map(|()| 0),
         Command::Gate(args) => gate::run(*args).await,
+        Command::Compact(args) => compact::run(args).await.map(|()| 0),
+        Command::Retain(args) => retain::run(args).await.map(|()| 0),
     }
 }

@@ -256,4 +256,86 @@ mod tests {
             "the /b file is pruned by http_route statistics:\n{explain}"
         );
     }
+
+    #[tokio::test]
+    async fn compaction_keeps_every_scan_exact_at_every_step() {
+        use std::time::{Duration, SystemTime};
+        use tracelake_store::compaction::{self, CompactionOptions, manifest};
+        use tracelake_store::PartitionedBuffer;
+        let dir = tempfile::tempdir().unwrap();
+        let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
+        // 5 flushes of 20 spans each into the same 2 partitions (services a, b): 10 files.
+        for flush in 0..5u64 {
+            let spans: Vec<String> = (0..20u64)
+                .map(|i| {
+                    let n = flush * 20 + i;
+                    format!(
+                        r#"{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{}"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{:032x}","spanId":"{:016x}","name":"op","startTimeUnixNano":"{}","endTimeUnixNano":"{}"}}]}}]}}"#,
+                        if n % 2 == 0 { "a" } else { "b" }, n / 3 + 1, n + 1, 1_705_312_800_000_000_000u64 + n, 1_705_312_800_000_000_100u64 + n
+                    )
+                })
+                .collect();
+            let json = format!(r#"{{"resourceSpans":[{}]}}"#, spans.join(","));
+            let request = decode_payload(json.as_bytes(), PayloadFormat::Json).unwrap().remove(0);
+            let batch = convert_request(&request, AcceptMode::AllOrNothing).unwrap().batch;
+            let mut buffer = PartitionedBuffer::new(SpanFileWriter::new(location.clone()));
+            buffer.push(&batch).await.unwrap();
+            buffer.finish().await.unwrap();
+        }
+        let files = || {
+            walk(dir.path().join("spans")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).count()
+        };
+        assert_eq!(files(), 10);
+        let ctx = SessionBuilder::new(location.clone()).build().await.unwrap();
+        let text = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+                datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string()
+            }
+        };
+        let summary = "SELECT service_name, count(*), count(DISTINCT span_id), min(span_id), max(span_id) FROM spans GROUP BY 1 ORDER BY 1";
+        let lookup = "SELECT span_id FROM spans WHERE trace_id = '0000000000000000000000000000000a' ORDER BY 1";
+        let (before, before_lookup) = (text(summary).await, text(lookup).await);
+        assert_eq!(count(&ctx).await, 100);
+        assert_eq!(before_lookup.lines().count(), 3 + 4, "trace 10 has spans 28, 29, 30:\n{before_lookup}");
+
+        let options = CompactionOptions { target_file_bytes: 64 << 20, min_file_age: Duration::ZERO, grace: Duration::ZERO };
+        let jobs = compaction::plan(&location, &options, SystemTime::now()).await.unwrap();
+        assert_eq!(jobs.len(), 2, "one job per partition");
+        assert!(jobs.iter().all(|j| j.files.len() == 5));
+        // A manifest whose file is not written yet hides nothing.
+        let pending = manifest::Manifest { output: ulid::Ulid::new().to_string(), partition: jobs[0].partition.clone(), replaces: vec![] };
+        let mut early = pending.clone();
+        early.replaces = jobs[0].files.iter().map(|f| f.location.filename().unwrap().trim_end_matches(".parquet").to_owned()).collect();
+        manifest::write(&location, &early).await.unwrap();
+        assert_eq!(text(summary).await, before, "manifest without its file");
+        for job in &jobs {
+            compaction::run_job(&location, job).await.unwrap();
+        }
+        assert_eq!(files(), 12, "new files written, old ones still there");
+        assert_eq!(text(summary).await, before, "old files hidden by the manifests");
+        assert_eq!(text(lookup).await, before_lookup);
+        // Files named by a pending manifest are not planned again.
+        assert!(compaction::plan(&location, &options, SystemTime::now()).await.unwrap().is_empty());
+        let done = compaction::finish(&location, Duration::ZERO, SystemTime::now()).await.unwrap();
+        assert_eq!((done.files_deleted, done.manifests_completed, done.manifests_waiting), (10, 2, 1));
+        assert_eq!(files(), 2);
+        assert_eq!(text(summary).await, before, "after the old files are gone");
+        assert_eq!(text(lookup).await, before_lookup, "the trace index covers the merged files");
+        // The abandoned manifest goes after an hour.
+        let later = SystemTime::now() + Duration::from_secs(3601);
+        let done = compaction::finish(&location, Duration::ZERO, later).await.unwrap();
+        assert_eq!(done.manifests_abandoned, 1);
+        assert!(manifest::read_all(&location).await.unwrap().is_empty());
+    }
+
+    fn walk(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() { out.extend(walk(path)) } else { out.push(path) }
+        }
+        out
+    }
 }

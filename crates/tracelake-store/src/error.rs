@@ -41,6 +41,10 @@ pub enum Error {
     #[error("batch does not match the spans schema: {0}")]
     Schema(String),
 
+    /// Compaction cannot proceed (another compactor runs, a manifest is invalid, …).
+    #[error("compaction: {0}")]
+    Compaction(String),
+
     /// A DataFusion error while setting up the table.
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),

@@ -86,22 +86,32 @@ pub fn memory_plan(
     Ok(Arc::new(filter))
 }
 
+fn file_scan_config(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
+    plan.downcast_ref::<DataSourceExec>()?.data_source().downcast_ref::<FileScanConfig>()
+}
+
+fn file_stem(file: &datafusion::datasource::listing::PartitionedFile) -> &str {
+    let name = file.object_meta.location.filename().unwrap_or_default();
+    name.strip_suffix(crate::layout::FILE_EXTENSION).unwrap_or(name)
+}
+
+/// The stems (`<ULID>`) of the files `plan` (a Parquet scan of the listing table) reads.
+pub fn listed_stems(plan: &Arc<dyn ExecutionPlan>) -> HashSet<String> {
+    file_scan_config(plan)
+        .map(|config| config.file_groups.iter().flat_map(|g| g.files()).map(|f| file_stem(f).to_owned()).collect())
+        .unwrap_or_default()
+}
+
 /// `plan` (a Parquet scan of the listing table) without the files in `hidden`. Statistics
 /// become unknown so that no optimizer answers from the removed files' row counts.
 pub fn hide_files(plan: Arc<dyn ExecutionPlan>, hidden: &HashSet<String>) -> DfResult<Arc<dyn ExecutionPlan>> {
     if hidden.is_empty() {
         return Ok(plan);
     }
-    let Some(exec) = plan.downcast_ref::<DataSourceExec>() else {
+    let Some(config) = file_scan_config(&plan) else {
         return Ok(plan); // an empty scan: no files to hide
     };
-    let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>() else {
-        return Ok(plan);
-    };
-    let is_hidden = |file: &datafusion::datasource::listing::PartitionedFile| {
-        let name = file.object_meta.location.filename().unwrap_or_default();
-        hidden.contains(name.strip_suffix(crate::layout::FILE_EXTENSION).unwrap_or(name))
-    };
+    let is_hidden = |file: &datafusion::datasource::listing::PartitionedFile| hidden.contains(file_stem(file));
     if !config.file_groups.iter().flat_map(|g| g.files()).any(is_hidden) {
         return Ok(plan);
     }

@@ -9,13 +9,16 @@
 //! - [`buffer`]: per-partition buffering so that many small inputs become few files.
 //! - [`table`]: the `spans` DataFusion table provider (partition pruning from `service_name` and
 //!   `start_time` predicates).
+//! - [`compaction`]: merging small files of a partition, with manifests that keep scans exact.
 //! - [`dedicated`]: attribute-map filters also applied to the dedicated attribute columns.
+//! - [`retention`]: dropping hourly partitions past a retention.
 //! - [`tenant`]: validated org ids and each tenant's data location.
 //! - [`fresh`]: spans still in an ingest buffer, unioned into the `spans` scan exactly once.
 //! - [`trace_index`]: which partitions hold a trace (segments written next to the span files);
 //!   [`lookup`]: scans by trace id that read only those partitions' files.
 
 pub mod buffer;
+pub mod compaction;
 pub mod dedicated;
 pub mod error;
 pub mod fresh;
@@ -23,6 +26,7 @@ pub mod layout;
 pub mod location;
 pub mod lookup;
 pub mod partition;
+pub mod retention;
 pub mod table;
 pub mod tenant;
 pub mod trace_index;

@@ -35,6 +35,27 @@ impl fmt::Debug for DataLocation {
     }
 }
 
+/// How long one S3 request is retried (inside `object_store`) before the operation fails:
+/// `TRACELAKE_S3_RETRY_TIMEOUT_SECS` (default 180) and `TRACELAKE_S3_MAX_RETRIES` (default 10).
+/// A failed flush is retried by the server anyway (the spans stay in the WAL), so a short
+/// budget only makes outages visible sooner in `/metrics` and the log.
+fn s3_retry_from_env() -> std::result::Result<object_store::RetryConfig, String> {
+    let mut retry = object_store::RetryConfig::default();
+    let number = |name: &str| -> std::result::Result<Option<u64>, String> {
+        match std::env::var(name) {
+            Ok(v) => v.trim().parse().map(Some).map_err(|_| format!("{name}={v} is not a whole number")),
+            Err(_) => Ok(None),
+        }
+    };
+    if let Some(secs) = number("TRACELAKE_S3_RETRY_TIMEOUT_SECS")? {
+        retry.retry_timeout = std::time::Duration::from_secs(secs);
+    }
+    if let Some(n) = number("TRACELAKE_S3_MAX_RETRIES")? {
+        retry.max_retries = n as usize;
+    }
+    Ok(retry)
+}
+
 impl DataLocation {
     /// Opens `location`: a local path (created if missing) or an `s3://` URL.
     pub fn open(location: &str) -> Result<Self> {
@@ -45,6 +66,7 @@ impl DataLocation {
             let store = AmazonS3Builder::from_env()
                 .with_url(location)
                 .with_bucket_name(bucket)
+                .with_retry(s3_retry_from_env().map_err(invalid)?)
                 .build()
                 .map_err(|e| invalid(format!("S3 configuration: {e}")))?;
             let prefix_str = rest.split_once('/').map(|(_, p)| p).unwrap_or("");

@@ -17,14 +17,15 @@ use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-use datafusion::error::Result as DfResult;
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown, col, lit};
 use datafusion::config::TableParquetOptions;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
 use tracelake_schema::schema::{col as c, spans_schema};
 
-use crate::fresh::{FreshSpans, hide_files, memory_plan, with_partition_columns};
+use crate::compaction::manifest;
+use crate::fresh::{FreshSpans, hide_files, listed_stems, memory_plan, with_partition_columns};
 use crate::lookup::{IndexedLookup, forget_listing, lookup_trace_ids};
 use crate::layout::FILE_EXTENSION;
 use crate::location::DataLocation;
@@ -137,7 +138,7 @@ impl SpansTable {
         if let Some(ids) = lookup_trace_ids(filters) {
             let lookup = IndexedLookup { location: &self.location, url: &self.url, options: &self.options };
             match lookup.scan(state, &ids, projection, filters, limit).await {
-                Ok(Some(plan)) => return Ok(plan),
+                Ok(Some(plan)) => return self.hide_compacted(plan).await,
                 Ok(None) => {}
                 Err(e) => tracing::warn!("trace index lookup failed, scanning without it: {e}"),
             }
@@ -145,7 +146,16 @@ impl SpansTable {
         let args = ScanArgs::default().with_projection(projection).with_filters(Some(filters)).with_limit(limit);
         let plan = self.inner.scan_with_args(state, args).await?.into_inner();
         forget_listing(state, &self.url);
-        Ok(plan)
+        self.hide_compacted(plan).await
+    }
+
+    /// `plan` without the files that a compacted file in it replaces ([`crate::compaction`]).
+    async fn hide_compacted(&self, plan: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let manifests = manifest::read_all(&self.location).await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+        if manifests.is_empty() {
+            return Ok(plan);
+        }
+        hide_files(plan.clone(), &manifest::hidden_stems(&manifests, &listed_stems(&plan)))
     }
 }
 

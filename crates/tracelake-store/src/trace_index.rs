@@ -75,6 +75,12 @@ impl TraceIndexBuilder {
     /// Records the span file `file` (object path) of partition `key` holding `batches`. A file
     /// with a trace id the index cannot key is left uncovered, so lookups still scan it.
     pub fn add_file(&mut self, key: &PartitionKey, file: &Path, batches: &[RecordBatch]) {
+        self.add_file_in(&key.relative_dir(), file, batches);
+    }
+
+    /// Like [`TraceIndexBuilder::add_file`], naming the partition by its directory relative
+    /// to `spans/` (`date=…/hour=…/service=…`).
+    pub fn add_file_in(&mut self, partition: &str, file: &Path, batches: &[RecordBatch]) {
         let mut keys = HashSet::new();
         for batch in batches {
             let Some(ids) = batch.column_by_name(col::TRACE_ID).and_then(|c| c.as_string_opt::<i32>()) else { return };
@@ -87,11 +93,10 @@ impl TraceIndexBuilder {
                 }
             }
         }
-        let partition = key.relative_dir();
         let next = self.partitions.len() as u32;
-        let pid = *self.partition_ids.entry(partition.clone()).or_insert(next);
+        let pid = *self.partition_ids.entry(partition.to_owned()).or_insert(next);
         if pid == next {
-            self.partitions.push(partition);
+            self.partitions.push(partition.to_owned());
         }
         self.entries.extend(keys.into_iter().map(|k| (k, pid)));
         self.covers.push(relative_to_spans(file));

@@ -15,6 +15,7 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
+use object_store::path::Path;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -43,7 +44,7 @@ const DELTA_ENCODED: &[&str] = &[col::START_TIME, col::END_TIME, col::DURATION_N
 #[derive(Debug, Clone)]
 pub struct WrittenFile {
     /// Object path of the file.
-    pub path: object_store::path::Path,
+    pub path: Path,
     /// Spans in the file.
     pub rows: usize,
     /// Size of the file in bytes.
@@ -81,10 +82,16 @@ impl SpanFileWriter {
         batches: &[RecordBatch],
         name: ulid::Ulid,
     ) -> Result<WrittenFile> {
-        let partition = key.relative_dir();
-        let encoded = encode_file(batches, self.zstd_level)
-            .map_err(|source| Error::Parquet { partition: partition.clone(), source })?;
         let path = key.file_path(self.location.prefix(), &name.to_string());
+        self.write_file(&path, &key.relative_dir(), batches).await
+    }
+
+    /// Sorts, encodes and stores `batches` as the file `path` (in partition `partition`, for
+    /// messages). Compaction uses it to write into the directory of the files it merges.
+    pub async fn write_file(&self, path: &Path, partition: &str, batches: &[RecordBatch]) -> Result<WrittenFile> {
+        let encoded = encode_file(batches, self.zstd_level)
+            .map_err(|source| Error::Parquet { partition: partition.to_owned(), source })?;
+        let path = path.clone();
         let bytes = encoded.bytes.len();
         self.location
             .store()

@@ -56,6 +56,17 @@ pub struct ServeConfig {
     pub max_attributes: usize,
     /// Longest attribute value in bytes; longer ones are truncated (and counted).
     pub max_attribute_value_bytes: usize,
+    /// Seconds between background maintenance rounds (retention, then compaction); 0: none.
+    pub maintenance_interval_secs: u64,
+    /// Size a compacted file aims for (bytes).
+    pub compaction_target_file_bytes: u64,
+    /// Files younger than this many seconds are not compacted yet.
+    pub compaction_min_file_age_secs: u64,
+    /// Keep this much history (`14d`, `36h`, `2w`, …); older hourly partitions are deleted.
+    /// None: keep everything.
+    pub retention: Option<String>,
+    /// Per-tenant retention overriding `retention`, e.g. `[tenant_retention]` `acme = "7d"`.
+    pub tenant_retention: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ServeConfig {
@@ -81,6 +92,11 @@ impl Default for ServeConfig {
             request_timeout_secs: 30,
             max_attributes: tracelake_schema::AttributeLimits::DEFAULT_MAX_ATTRIBUTES,
             max_attribute_value_bytes: tracelake_schema::AttributeLimits::DEFAULT_MAX_VALUE_BYTES,
+            maintenance_interval_secs: 300,
+            compaction_target_file_bytes: tracelake_store::compaction::CompactionOptions::DEFAULT_TARGET_FILE_BYTES,
+            compaction_min_file_age_secs: tracelake_store::compaction::CompactionOptions::DEFAULT_MIN_FILE_AGE.as_secs(),
+            retention: None,
+            tenant_retention: Default::default(),
         }
     }
 }
@@ -125,7 +141,13 @@ impl ServeConfig {
             request_timeout_secs,
             max_attributes,
             max_attribute_value_bytes,
+            maintenance_interval_secs,
+            compaction_target_file_bytes,
+            compaction_min_file_age_secs,
         );
+        if args.retention.is_some() {
+            config.retention = args.retention.clone();
+        }
         if args.auth_token.is_some() {
             config.auth_token = args.auth_token.clone();
         }
@@ -147,6 +169,7 @@ impl ServeConfig {
             ("query_memory_limit_bytes", self.query_memory_limit_bytes),
             ("query_timeout_secs", self.query_timeout_secs as usize),
             ("max_concurrent_queries", self.max_concurrent_queries),
+            ("compaction_target_file_bytes", self.compaction_target_file_bytes as usize),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(CliError::Usage(format!("{name} must be greater than 0")));

@@ -6,6 +6,7 @@
 //! Settings: [`config::ServeConfig`] (defaults ← TOML file ← environment ← flags).
 
 pub mod config;
+pub mod maintenance;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         (None, true) => std::path::Path::new(&config.data).join("wal"),
         (None, false) => return Err(CliError::Usage("wal_dir (--wal-dir) is required when the data location is not a local directory".into())),
     };
+    let maintenance = maintenance::Maintenance::from_config(&config, &location)?;
     let mut wal = WalConfig::new(&wal_dir);
     wal.group_commit = config.wal_group_commit;
     let ingest = IngestConfig {
@@ -132,6 +134,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         ingesters.buffered_rows()
     );
     let otlp_http = tokio::spawn(serve_router(listener, app, timeout, stopped(stop_rx.clone())));
+    let maintenance = maintenance.map(|m| m.spawn(stop_rx.clone()));
     stopped(stop_rx).await;
     // Open requests get a grace period to finish; then the final flush runs regardless, so
     // that SIGTERM always ends within about a minute.
@@ -160,6 +163,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             }
         }
         Err(_) => eprintln!("tracelake serve: requests still open after {} s; flushing anyway", SHUTDOWN_GRACE.as_secs()),
+    }
+    if let Some(task) = maintenance {
+        // A round in progress finishes its current step; files stay consistent either way.
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
     let stats = ingesters.flush_all().await.map_err(|e| CliError::Output(format!("final flush failed (spans stay in the WAL): {e}")))?;
     eprintln!("tracelake serve: stopped; final flush wrote {} span(s) in {} file(s)", stats.rows, stats.files);
