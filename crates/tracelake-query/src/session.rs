@@ -75,7 +75,13 @@ impl SessionBuilder {
 
     /// The DataFusion configuration tracelake runs with.
     pub fn session_config(&self) -> SessionConfig {
-        let mut config = SessionConfig::new()
+        // DataFusion's own `DATAFUSION_*` variables (e.g. `DATAFUSION_EXECUTION_BATCH_SIZE`) are
+        // honoured for experiments; the settings below always win.
+        let base = SessionConfig::from_env().unwrap_or_else(|e| {
+            tracing::warn!("ignoring DATAFUSION_* environment variables: {e}");
+            SessionConfig::new()
+        });
+        let mut config = base
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(true);
         if let Some(n) = self.options.target_partitions {

@@ -78,10 +78,10 @@ impl Maintenance {
         };
         for (tenant, location) in locations {
             let keep = tenant.as_ref().and_then(|t| self.tenant_retention.get(t)).or(self.retention.as_ref());
-            if let Some(keep) = keep {
-                if let Err(e) = retain(&location, *keep).await {
-                    tracing::warn!(error = %e, %location, "retention failed; retrying next round");
-                }
+            if let Some(keep) = keep
+                && let Err(e) = retain(&location, *keep).await
+            {
+                tracing::warn!(error = %e, %location, "retention failed; retrying next round");
             }
             if let Err(e) = self.compact(&location).await {
                 tracing::warn!(error = %e, %location, "compaction failed; retrying next round");
