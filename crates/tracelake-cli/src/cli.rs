@@ -33,6 +33,10 @@ pub enum Command {
     Compact(CompactArgs),
     /// Delete the hourly partitions older than a retention (`--dry-run` lists them).
     Retain(RetainArgs),
+    /// Run an Apache DataFusion Ballista scheduler that knows tracelake's tables and functions.
+    BallistaScheduler(BallistaSchedulerArgs),
+    /// Run a Ballista executor with tracelake's functions.
+    BallistaExecutor(BallistaExecutorArgs),
 }
 
 /// `tracelake compact`.
@@ -328,9 +332,45 @@ pub struct SqlArgs {
     /// Memory limit for the query, e.g. 2GiB (default: unlimited).
     #[arg(long, env = "TRACELAKE_MEMORY_LIMIT", value_parser = parse_bytes)]
     pub memory_limit: Option<usize>,
+    /// Run the query on a Ballista cluster: its scheduler, e.g. df://127.0.0.1:50050. The
+    /// scheduler and executors (`tracelake ballista-scheduler` / `ballista-executor`) must
+    /// reach --data under the same path or URL.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub ballista: Option<String>,
     /// The SQL query; `-` reads it from stdin. May start with a `--` comment.
     #[arg(allow_hyphen_values = true)]
     pub query: String,
+}
+
+/// `tracelake ballista-scheduler`.
+#[derive(Debug, Args)]
+pub struct BallistaSchedulerArgs {
+    /// Address to listen on (clients use df://this-address).
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    pub bind: std::net::SocketAddr,
+}
+
+/// `tracelake ballista-executor`.
+#[derive(Debug, Args)]
+pub struct BallistaExecutorArgs {
+    /// The scheduler, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    pub scheduler: String,
+    /// Host to bind and advertise to the scheduler and other executors.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Arrow Flight port (shuffle data).
+    #[arg(long, default_value_t = 50051)]
+    pub flight_port: u16,
+    /// gRPC port (tasks).
+    #[arg(long, default_value_t = 50052)]
+    pub grpc_port: u16,
+    /// Tasks run at once [default: number of CPUs].
+    #[arg(long)]
+    pub vcores: Option<usize>,
+    /// Directory for shuffle files [default: a new temporary directory].
+    #[arg(long)]
+    pub work_dir: Option<std::path::PathBuf>,
 }
 
 /// `tracelake ingest`.

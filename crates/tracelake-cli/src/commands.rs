@@ -1,5 +1,6 @@
 //! One module per verb; [`run`] dispatches.
 
+pub mod ballista;
 pub mod compact;
 pub mod demo;
 pub mod gate;
@@ -24,5 +25,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Gate(args) => gate::run(*args).await,
         Command::Compact(args) => compact::run(args).await.map(|()| 0),
         Command::Retain(args) => retain::run(args).await.map(|()| 0),
+        Command::BallistaScheduler(args) => ballista::scheduler(args).await.map(|()| 0),
+        Command::BallistaExecutor(args) => ballista::executor(args).await.map(|()| 0),
     }
 }

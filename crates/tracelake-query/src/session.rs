@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
 use datafusion::execution::cache::default_cache::DefaultCache;
 use tracelake_store::dedicated::DedicatedColumnFilters;
@@ -81,6 +81,11 @@ impl SessionBuilder {
             tracing::warn!("ignoring DATAFUSION_* environment variables: {e}");
             SessionConfig::new()
         });
+        self.session_config_on(base)
+    }
+
+    /// tracelake's settings applied on top of `base` (e.g. a Ballista client's configuration).
+    pub fn session_config_on(&self, base: SessionConfig) -> SessionConfig {
         let mut config = base
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(true);
@@ -100,6 +105,11 @@ impl SessionBuilder {
 
     /// Builds a session: config, runtime, the `spans` table, trace functions and views.
     pub async fn build(&self) -> Result<SessionContext> {
+        self.build_with_config(self.session_config()).await
+    }
+
+    /// The runtime of a session: caches, memory pool, the location's object store.
+    pub fn runtime_env(&self) -> Result<Arc<RuntimeEnv>> {
         // The list-files cache only hands a trace-id lookup's files to its scan: every scan
         // removes the listing it made (`tracelake_store::lookup`), so flushes and compaction
         // are seen by the next scan, as without a cache.
@@ -113,8 +123,19 @@ impl SessionBuilder {
         }
         let runtime = Arc::new(runtime.build()?);
         runtime.register_object_store(self.location.store_url(), self.location.store());
-        let mut ctx = SessionContext::new_with_config_rt(self.session_config(), runtime);
+        Ok(runtime)
+    }
 
+    /// Like [`SessionBuilder::build`], with `config` (from [`SessionBuilder::session_config_on`]).
+    pub async fn build_with_config(&self, config: SessionConfig) -> Result<SessionContext> {
+        let mut ctx = SessionContext::new_with_config_rt(config, self.runtime_env()?);
+        self.register_into(&mut ctx).await?;
+        Ok(ctx)
+    }
+
+    /// Registers the `spans` table, the trace functions, the analyzer rule and the views in
+    /// `ctx` (a context made elsewhere, e.g. a Ballista client's).
+    pub async fn register_into(&self, ctx: &mut SessionContext) -> Result<()> {
         let parquet_options = ctx.state().table_options().parquet.clone();
         let mut table = SpansTable::try_new(&self.location, parquet_options)?;
         if let Some(fresh) = &self.fresh {
@@ -122,13 +143,13 @@ impl SessionBuilder {
         }
         let spans: Arc<dyn datafusion::catalog::TableProvider> = Arc::new(table);
         ctx.register_table("spans", Arc::clone(&spans))?;
-        tracelake_udfs::register_all(&mut ctx)?;
+        tracelake_udfs::register_all(ctx)?;
         ctx.add_analyzer_rule(Arc::new(DedicatedColumnFilters));
-        tracelake_udfs::register_table_functions(&ctx, spans);
+        tracelake_udfs::register_table_functions(ctx, spans);
         for (_, sql) in ALL_VIEWS {
             ctx.sql(sql).await?;
         }
-        Ok(ctx)
+        Ok(())
     }
 }
 

@@ -108,6 +108,17 @@ impl DataLocation {
         Ok(Self { store: Arc::new(LocalFileSystem::new()), store_url, prefix, display: location.to_owned() })
     }
 
+    /// The location as an absolute URL-like string that [`DataLocation::open_existing`] opens
+    /// again anywhere (an absolute path for a local directory, `s3://bucket/prefix` for S3).
+    pub fn to_absolute_string(&self) -> String {
+        if self.is_local() {
+            format!("/{}", self.prefix)
+        } else {
+            let bucket = self.store_url.host_str().unwrap_or_default();
+            format!("s3://{bucket}/{}", self.prefix)
+        }
+    }
+
     /// The object store holding this location.
     pub fn store(&self) -> Arc<dyn ObjectStore> {
         Arc::clone(&self.store)

@@ -63,6 +63,11 @@ impl SpansTable {
         Ok(Self { inner: ListingTable::try_new(config)?, fresh: None, location: location.clone(), url, options })
     }
 
+    /// The data location this table reads.
+    pub fn location(&self) -> &DataLocation {
+        &self.location
+    }
+
     /// Also shows the spans of `fresh` (an ingest buffer), each exactly once.
     pub fn with_fresh(mut self, fresh: Arc<dyn FreshSpans>) -> Self {
         self.fresh = Some(fresh);

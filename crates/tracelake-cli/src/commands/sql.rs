@@ -19,6 +19,12 @@ pub async fn run(args: SqlArgs) -> Result<()> {
         args.query
     };
     let location = DataLocation::open_existing(&args.data.data)?;
+    if let Some(url) = &args.ballista {
+        let ctx = tracelake_ballista::client::remote_session(url, location).await?;
+        let df = QueryPolicy::ReadOnlyWithSettings.plan(&ctx, &query).await?;
+        write_results(df.execute_stream().await?, args.format, std::io::stdout()).await?;
+        return Ok(());
+    }
     let options = SessionOptions { target_partitions: args.target_partitions, memory_limit: args.memory_limit };
     let stdout = std::io::stdout();
     query_to(&location, options, &query, args.format, stdout).await?;
