@@ -25,13 +25,14 @@ pub fn session_state(config: SessionConfig) -> datafusion::common::Result<Sessio
 
 /// Runs a scheduler on `addr` until the process is stopped.
 pub async fn run_scheduler(addr: SocketAddr) -> ballista_core::error::Result<()> {
-    let mut config = SchedulerConfig::default();
-    config.bind_host = addr.ip().to_string();
-    config.external_host = addr.ip().to_string();
-    config.bind_port = addr.port();
-    config.override_session_builder = Some(Arc::new(session_state));
-    config.override_logical_codec = Some(Arc::new(TracelakeLogicalCodec::default()));
-    let config = Arc::new(config);
+    let config = Arc::new(SchedulerConfig {
+        bind_host: addr.ip().to_string(),
+        external_host: addr.ip().to_string(),
+        bind_port: addr.port(),
+        override_session_builder: Some(Arc::new(session_state)),
+        override_logical_codec: Some(Arc::new(TracelakeLogicalCodec::default())),
+        ..Default::default()
+    });
     let cluster = BallistaCluster::new_from_config(&config).await?;
     start_server(cluster, addr, config).await
 }

@@ -21,15 +21,9 @@ struct SpansTableRef {
 }
 
 /// Ballista's logical codec, extended with tracelake's `spans` table.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct TracelakeLogicalCodec {
     inner: BallistaLogicalExtensionCodec,
-}
-
-impl Default for TracelakeLogicalCodec {
-    fn default() -> Self {
-        Self { inner: BallistaLogicalExtensionCodec::default() }
-    }
 }
 
 impl LogicalExtensionCodec for TracelakeLogicalCodec {
