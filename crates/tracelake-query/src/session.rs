@@ -159,6 +159,12 @@ mod tests {
     use tracelake_schema::{AcceptMode, PayloadFormat, convert_request, decode_payload};
     use tracelake_store::{PartitionKey, SpanFileWriter};
 
+    /// The result of `sql` as a pretty-printed table.
+    async fn pretty(ctx: &SessionContext, sql: impl AsRef<str>) -> String {
+        let batches = ctx.sql(sql.as_ref()).await.unwrap().collect().await.unwrap();
+        datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string()
+    }
+
     async fn count(ctx: &SessionContext) -> i64 {
         let batches = ctx.sql("SELECT count(*) FROM spans").await.unwrap().collect().await.unwrap();
         datafusion::arrow::array::AsArray::as_primitive::<datafusion::arrow::datatypes::Int64Type>(batches[0].column(0).as_ref()).value(0)
@@ -209,25 +215,18 @@ mod tests {
         SpanFileWriter::new(location.clone()).write_partition(&key, &[extra]).await.unwrap();
 
         let ctx = SessionBuilder::new(location).build().await.unwrap();
-        let rows = |sql: String| {
-            let ctx = ctx.clone();
-            async move {
-                let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
-                datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string()
-            }
-        };
         for t in [0u64, 1, 2, 13, 29] {
             let id = format!("{:032x}", t * 7919 + 1);
             let select = "SELECT service_name, span_id, date, hour FROM spans";
-            let indexed = rows(format!("{select} WHERE trace_id = '{id}' ORDER BY 1, 2")).await;
+            let indexed = pretty(&ctx, format!("{select} WHERE trace_id = '{id}' ORDER BY 1, 2")).await;
             // `concat(trace_id, '')` is not a literal comparison on the column: no index, full scan.
-            let scanned = rows(format!("{select} WHERE concat(trace_id, '') = '{id}' ORDER BY 1, 2")).await;
+            let scanned = pretty(&ctx, format!("{select} WHERE concat(trace_id, '') = '{id}' ORDER BY 1, 2")).await;
             assert_eq!(indexed, scanned, "trace {t}");
             let expected_rows = (t % 3 + 1) as usize + usize::from(t == 0);
             assert_eq!(indexed.lines().count(), expected_rows + 4, "trace {t}:\n{indexed}");
         }
         let both = format!("'{:032x}', '{:032x}'", 1, 13 * 7919 + 1);
-        let indexed = rows(format!("SELECT count(*) FROM spans WHERE trace_id IN ({both})")).await;
+        let indexed = pretty(&ctx, format!("SELECT count(*) FROM spans WHERE trace_id IN ({both})")).await;
         assert!(indexed.contains("| 4 "), "trace 0 (1 + 1 unindexed) and 13 (2): {indexed}");
     }
 
@@ -259,25 +258,18 @@ mod tests {
             writer.write_partition(&key, &[batch]).await.unwrap();
         }
         let ctx = SessionBuilder::new(location).build().await.unwrap();
-        let text = |sql: String| {
-            let ctx = ctx.clone();
-            async move {
-                let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
-                datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string()
-            }
-        };
         let filter = "span_attributes['http.route'] = '/a' AND attr(span_attributes, 'http.response.status_code') = '500'";
         let select = "SELECT trace_id, span_id FROM spans";
-        let rewritten = text(format!("{select} WHERE {filter} ORDER BY 1")).await;
+        let rewritten = pretty(&ctx, format!("{select} WHERE {filter} ORDER BY 1")).await;
         // `concat(…, '')` hides the map lookup from the rewrite: the plain map filter.
-        let plain = text(format!(
+        let plain = pretty(&ctx, format!(
             "{select} WHERE concat(span_attributes['http.route'], '') = '/a' \
              AND concat(attr(span_attributes, 'http.response.status_code'), '') = '500' ORDER BY 1"
         ))
         .await;
         assert_eq!(rewritten, plain);
         assert_eq!(rewritten.lines().count(), 2 + 4, "spans 3 and 6 of the /a file:\n{rewritten}");
-        let explain = text(format!("EXPLAIN ANALYZE SELECT count(*) FROM spans WHERE {filter}")).await;
+        let explain = pretty(&ctx, format!("EXPLAIN ANALYZE SELECT count(*) FROM spans WHERE {filter}")).await;
         assert!(
             explain.contains("files_ranges_pruned_statistics=2 total → 1 matched"),
             "the /b file is pruned by http_route statistics:\n{explain}"
@@ -314,16 +306,9 @@ mod tests {
         };
         assert_eq!(files(), 10);
         let ctx = SessionBuilder::new(location.clone()).build().await.unwrap();
-        let text = |sql: &'static str| {
-            let ctx = ctx.clone();
-            async move {
-                let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-                datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string()
-            }
-        };
         let summary = "SELECT service_name, count(*), count(DISTINCT span_id), min(span_id), max(span_id) FROM spans GROUP BY 1 ORDER BY 1";
         let lookup = "SELECT span_id FROM spans WHERE trace_id = '0000000000000000000000000000000a' ORDER BY 1";
-        let (before, before_lookup) = (text(summary).await, text(lookup).await);
+        let (before, before_lookup) = (pretty(&ctx, summary).await, pretty(&ctx, lookup).await);
         assert_eq!(count(&ctx).await, 100);
         assert_eq!(before_lookup.lines().count(), 3 + 4, "trace 10 has spans 28, 29, 30:\n{before_lookup}");
 
@@ -336,20 +321,20 @@ mod tests {
         let mut early = pending.clone();
         early.replaces = jobs[0].files.iter().map(|f| f.location.filename().unwrap().trim_end_matches(".parquet").to_owned()).collect();
         manifest::write(&location, &early).await.unwrap();
-        assert_eq!(text(summary).await, before, "manifest without its file");
+        assert_eq!(pretty(&ctx, summary).await, before, "manifest without its file");
         for job in &jobs {
             compaction::run_job(&location, job).await.unwrap();
         }
         assert_eq!(files(), 12, "new files written, old ones still there");
-        assert_eq!(text(summary).await, before, "old files hidden by the manifests");
-        assert_eq!(text(lookup).await, before_lookup);
+        assert_eq!(pretty(&ctx, summary).await, before, "old files hidden by the manifests");
+        assert_eq!(pretty(&ctx, lookup).await, before_lookup);
         // Files named by a pending manifest are not planned again.
         assert!(compaction::plan(&location, &options, SystemTime::now()).await.unwrap().is_empty());
         let done = compaction::finish(&location, Duration::ZERO, SystemTime::now()).await.unwrap();
         assert_eq!((done.files_deleted, done.manifests_completed, done.manifests_waiting), (10, 2, 1));
         assert_eq!(files(), 2);
-        assert_eq!(text(summary).await, before, "after the old files are gone");
-        assert_eq!(text(lookup).await, before_lookup, "the trace index covers the merged files");
+        assert_eq!(pretty(&ctx, summary).await, before, "after the old files are gone");
+        assert_eq!(pretty(&ctx, lookup).await, before_lookup, "the trace index covers the merged files");
         // The abandoned manifest goes after an hour.
         let later = SystemTime::now() + Duration::from_secs(3601);
         let done = compaction::finish(&location, Duration::ZERO, later).await.unwrap();
