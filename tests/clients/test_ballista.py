@@ -46,6 +46,10 @@ def test_ballista_cluster_gives_the_embedded_answers(tracelake, tmp_path):
         # Both executors ran tasks: each wrote shuffle files into its work directory.
         for i in (1, 2):
             assert any((tmp_path / "work" / f"executor-{i}").rglob("*")), f"executor {i} did no work"
+        # A scheduler that is not there is named in the error.
+        down = tracelake.run("sql", "--data", str(data), "--ballista", f"df://127.0.0.1:{free_port()}",
+                             "SELECT count(*) FROM spans", check=False)
+        assert down.returncode == 1 and "Ballista scheduler df://127.0.0.1:" in down.stderr, down.stderr
     finally:
         os.killpg(cluster.pid, signal.SIGTERM)
         cluster.wait(timeout=30)

@@ -24,6 +24,15 @@ pub enum CliError {
     #[error("writing output: {0}")]
     Output(String),
 
+    /// A Ballista scheduler could not be reached or failed the query.
+    #[error("Ballista scheduler {url}: {message}")]
+    Ballista {
+        /// The scheduler's URL (`df://host:port`).
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+
     /// An input file could not be read or decoded.
     #[error("{path}: {reason}")]
     Input {

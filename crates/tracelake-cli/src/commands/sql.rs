@@ -2,6 +2,8 @@
 
 use std::io::Read;
 
+use datafusion::error::DataFusionError;
+
 use tracelake_query::{QueryPolicy, SessionBuilder, SessionOptions};
 use tracelake_store::DataLocation;
 
@@ -20,9 +22,22 @@ pub async fn run(args: SqlArgs) -> Result<()> {
     };
     let location = DataLocation::open_existing(&args.data.data)?;
     if let Some(url) = &args.ballista {
-        let ctx = tracelake_ballista::client::remote_session(url, location).await?;
-        let df = QueryPolicy::ReadOnlyWithSettings.plan(&ctx, &query).await?;
-        write_results(df.execute_stream().await?, args.format, std::io::stdout()).await?;
+        let remote = |e: DataFusionError| CliError::Ballista { url: url.clone(), message: e.to_string() };
+        let ctx = tracelake_ballista::client::remote_session(url, location).await.map_err(remote)?;
+        // Physical planning happens on the scheduler: errors other than the SQL's own come
+        // from there (or from reaching it).
+        let df = match QueryPolicy::ReadOnlyWithSettings.plan(&ctx, &query).await {
+            Ok(df) => df,
+            Err(tracelake_query::Error::DataFusion(e @ (DataFusionError::Execution(_) | DataFusionError::External(_)))) => {
+                return Err(remote(e));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let stream = df.execute_stream().await.map_err(remote)?;
+        write_results(stream, args.format, std::io::stdout()).await.map_err(|e| match e {
+            CliError::DataFusion(e) => remote(e),
+            other => other,
+        })?;
         return Ok(());
     }
     let options = SessionOptions { target_partitions: args.target_partitions, memory_limit: args.memory_limit };
