@@ -44,9 +44,11 @@ def request_body(r, spans, attributes=None, value=None):
 
 
 def rss_kib(pid):
+    """Anonymous resident memory (heap, buffers): what a buffer limit bounds. File-backed pages
+    (code of the ~300 MB debug binary paged in as the server warms up) are left out."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith("RssAnon:"):
                 return int(line.split()[1])
     return 0
 
