@@ -159,6 +159,20 @@ mod tests {
     use tracelake_schema::{AcceptMode, PayloadFormat, convert_request, decode_payload};
     use tracelake_store::{PartitionKey, SpanFileWriter};
 
+    /// The spans of OTLP JSON `resourceSpans` entries as one batch.
+    fn batch_of(resource_spans: &[String]) -> datafusion::arrow::array::RecordBatch {
+        let json = format!(r#"{{"resourceSpans":[{}]}}"#, resource_spans.join(","));
+        let request = decode_payload(json.as_bytes(), PayloadFormat::Json).unwrap().remove(0);
+        convert_request(&request, AcceptMode::AllOrNothing).unwrap().batch
+    }
+
+    /// Writes `batch` as a flush does: files per partition plus a trace-index segment.
+    async fn write_flush(location: &DataLocation, batch: &datafusion::arrow::array::RecordBatch) {
+        let mut buffer = tracelake_store::PartitionedBuffer::new(SpanFileWriter::new(location.clone()));
+        buffer.push(batch).await.unwrap();
+        buffer.finish().await.unwrap();
+    }
+
     /// The result of `sql` as a pretty-printed table.
     async fn pretty(ctx: &SessionContext, sql: impl AsRef<str>) -> String {
         let batches = ctx.sql(sql.as_ref()).await.unwrap().collect().await.unwrap();
@@ -189,7 +203,6 @@ mod tests {
 
     #[tokio::test]
     async fn lookups_through_the_trace_index_equal_a_full_scan() {
-        use tracelake_store::PartitionedBuffer;
         let dir = tempfile::tempdir().unwrap();
         let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
         // 30 traces over 3 services and 3 hours; each trace in one hour, in 1–3 services.
@@ -203,12 +216,8 @@ mod tests {
                 ));
             }
         }
-        let json = format!(r#"{{"resourceSpans":[{}]}}"#, spans.join(","));
-        let request = decode_payload(json.as_bytes(), PayloadFormat::Json).unwrap().remove(0);
-        let batch = convert_request(&request, AcceptMode::AllOrNothing).unwrap().batch;
-        let mut buffer = PartitionedBuffer::new(SpanFileWriter::new(location.clone()));
-        buffer.push(&batch).await.unwrap();
-        buffer.finish().await.unwrap();
+        let batch = batch_of(&spans);
+        write_flush(&location, &batch).await;
         // One more span of trace 0 in a file no index segment covers.
         let extra = batch.slice(0, 1);
         let key = PartitionKey::for_span(1_705_312_800_000_000_000 + 7 * 3_600_000_000_000, "svc9");
@@ -280,7 +289,6 @@ mod tests {
     async fn compaction_keeps_every_scan_exact_at_every_step() {
         use std::time::{Duration, SystemTime};
         use tracelake_store::compaction::{self, CompactionOptions, manifest};
-        use tracelake_store::PartitionedBuffer;
         let dir = tempfile::tempdir().unwrap();
         let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
         // 5 flushes of 20 spans each into the same 2 partitions (services a, b): 10 files.
@@ -294,12 +302,7 @@ mod tests {
                     )
                 })
                 .collect();
-            let json = format!(r#"{{"resourceSpans":[{}]}}"#, spans.join(","));
-            let request = decode_payload(json.as_bytes(), PayloadFormat::Json).unwrap().remove(0);
-            let batch = convert_request(&request, AcceptMode::AllOrNothing).unwrap().batch;
-            let mut buffer = PartitionedBuffer::new(SpanFileWriter::new(location.clone()));
-            buffer.push(&batch).await.unwrap();
-            buffer.finish().await.unwrap();
+            write_flush(&location, &batch_of(&spans)).await;
         }
         let files = || {
             walk(dir.path().join("spans")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).count()

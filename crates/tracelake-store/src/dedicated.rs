@@ -18,6 +18,8 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Filter, LogicalPlan, Operator};
 use datafusion::optimizer::AnalyzerRule;
 use tracelake_schema::schema::{AttributeScope, DEDICATED_COLUMNS, col as c};
 
+use crate::lookup::string_literal;
+
 /// Adds, to every `Filter`, the dedicated-column predicates its map predicates imply (when the
 /// filter's input has those columns). Runs as an analyzer rule, so the optimizer then pushes
 /// the new predicates into the scan like any other.
@@ -127,13 +129,6 @@ fn dedicated_column(expr: &Expr) -> Option<Column> {
     let key = string_literal(key)?;
     let dedicated = DEDICATED_COLUMNS.iter().find(|d| d.scope == scope && d.key == key)?;
     Some(Column::new(map.relation.clone(), dedicated.column))
-}
-
-fn string_literal(value: &ScalarValue) -> Option<&str> {
-    match value {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => Some(s),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

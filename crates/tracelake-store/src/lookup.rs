@@ -50,7 +50,7 @@ fn ids_of(filter: &Expr) -> Option<Vec<String>> {
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::And, right }) => ids_of(left).or_else(|| ids_of(right)),
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => match (left.as_ref(), right.as_ref()) {
             (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) if c.name == col::TRACE_ID => {
-                string_literal(v).map(|s| vec![s])
+                string_literal(v).map(|s| vec![s.to_owned()])
             }
             _ => None,
         },
@@ -59,7 +59,7 @@ fn ids_of(filter: &Expr) -> Option<Vec<String>> {
                 .list
                 .iter()
                 .map(|e| match e {
-                    Expr::Literal(v, _) => string_literal(v),
+                    Expr::Literal(v, _) => string_literal(v).map(str::to_owned),
                     _ => None,
                 })
                 .collect(),
@@ -69,9 +69,10 @@ fn ids_of(filter: &Expr) -> Option<Vec<String>> {
     }
 }
 
-fn string_literal(value: &ScalarValue) -> Option<String> {
+/// The text of a string literal (of any Arrow string type, or a dictionary of one).
+pub(crate) fn string_literal(value: &ScalarValue) -> Option<&str> {
     match value {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => Some(s.clone()),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => Some(s),
         ScalarValue::Dictionary(_, inner) => string_literal(inner),
         _ => None,
     }
